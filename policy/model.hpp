@@ -1,0 +1,78 @@
+// The vocabulary every stage shares: a normalized request with its facts, the caller, and the
+// decision. The normalizer produces Request; identity produces Principal; the compiled policy
+// turns both into a Decision. Policy speaks these facts, never raw JSON paths.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace portcullis {
+
+// A host path that a container would see, from HostConfig.Binds or HostConfig.Mounts (type bind).
+struct HostMount {
+  std::string source;     // host path exactly as the request gave it
+  std::string path;       // lexically normalized absolute path ("..", "." and "//" resolved)
+  bool read_only = false; // true only when the request asks for a read-only mount
+  std::string origin;     // "Binds" or "Mounts"
+};
+
+// A Docker image reference, normalized the way the docker daemon does
+// ("busybox" -> registry "docker.io", repository "library/busybox", tag "latest").
+struct ImageRef {
+  std::string raw;        // as given in the request
+  std::string registry;   // "docker.io", "registry.example.com:5000"; empty when is_id
+  std::string repository; // "library/busybox"
+  std::string tag;        // may be empty when a digest is given
+  std::string digest;     // "sha256:<hex>" or empty
+  bool is_id = false;     // referenced by image ID (hex or sha256:hex), not by name
+};
+
+// Facts decoded from a container-create (or exec-create) body.
+struct ContainerFacts {
+  bool privileged = false;
+  std::vector<std::string> capabilities; // CapAdd as the daemon normalizes: "CAP_SYS_ADMIN", or "ALL"
+  std::vector<HostMount> host_mounts;
+  std::optional<ImageRef> image;
+  std::string user;            // Config.User as given; "" means the image default
+  bool user_is_root = true;    // "", "root", "0", "root:*", "0:*" (image default is treated as root)
+  std::vector<std::string> host_namespaces; // "pid","network","ipc","uts","userns","cgroupns"
+                                            // (host mode or joining another container's namespace)
+  std::vector<std::string> devices;         // host devices, device cgroup rules, device requests
+  std::vector<std::string> unsafe;          // other dangerous settings the policy cannot yet
+                                            // express (e.g. "SecurityOpt seccomp=unconfined");
+                                            // allow rules refuse them unless they opt in
+};
+
+// One API request as dockerd will route and execute it.
+struct Request {
+  std::string method;      // "GET", "POST", ...
+  std::string path;        // percent-decoded, API version prefix removed
+  std::string api_version; // "1.41", or "" when the URI had no version prefix
+  std::string action;      // "container.create", ... or "unknown"
+  std::string object;      // container/image/exec/... name taken from the path, if any
+  std::optional<ContainerFacts> container; // container.create and container.exec
+  std::optional<ImageRef> image;           // image the action is about (pull, inspect, tag, ...)
+  // Set when the request cannot be judged safely (malformed URI or body, missing JSON body,
+  // forbidden content type, ...). The policy denies such a request with rule "invalid-request".
+  std::optional<std::string> invalid;
+};
+
+// Who is calling.
+struct Principal {
+  std::string name;        // certificate CN, or "local" for the unix socket
+  std::string auth_method; // "TLS" or "none"
+  std::vector<std::string> groups;
+};
+
+struct Decision {
+  bool allow = false;
+  std::string rule;                // deciding rule name, or "default-deny" / "invalid-request" / ...
+  std::string reason;              // human-readable, no secrets
+  std::vector<std::string> roles;  // the caller's roles under the policy that decided
+};
+
+// Principal name used for callers on the unix socket (no TLS identity).
+inline constexpr const char* kLocalPrincipal = "local";
+
+} // namespace portcullis
