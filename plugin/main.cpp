@@ -1,1 +1,5 @@
-int main() { return 0; }
+#include "plugin/cli.hpp"
+
+int main(int argc, char **argv) {
+  return portcullis::run_cli(argc, argv);
+}

@@ -1,0 +1,63 @@
+// The decision pipeline behind the plugin endpoints: codec -> normalize -> identity -> decide ->
+// audit. Knows nothing about sockets or HTTP framing (server.cpp does that).
+#pragma once
+
+#include "plugin/audit.hpp"
+#include "plugin/config.hpp"
+#include "plugin/identity.hpp"
+#include "policy/policy.hpp"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace portcullis {
+
+struct PluginReply {
+  int status = 200;
+  std::string body;
+};
+
+// The policy in force and where it came from. Immutable once published.
+struct PolicySnapshot {
+  std::shared_ptr<const CompiledPolicy> policy;
+  std::shared_ptr<const Directory> directory;
+  std::string hash; // "sha256:<hex>" of the policy file's bytes
+  std::string path;
+};
+
+// Reads and compiles a policy file. On failure returns null and fills `errors` (one per line).
+std::shared_ptr<PolicySnapshot> load_policy_file(const std::string &path, std::string &errors);
+
+class AuthzService {
+public:
+  // Loads the policy and the directory and opens the decision log. nullptr + error on failure.
+  static std::unique_ptr<AuthzService> create(const Config &config, std::string &error);
+
+  // Handles one plugin call. Never throws.
+  PluginReply handle(std::string_view http_method, std::string_view target, std::string_view body);
+
+  // SIGHUP: re-read policy and directory; swap atomically only if both load. Returns a one-line
+  // summary; `ok` tells whether the new policy is in force.
+  std::string reload(bool &ok);
+
+  std::shared_ptr<const PolicySnapshot> snapshot() const { return snapshot_.load(); }
+
+private:
+  explicit AuthzService(Config c) : config_(std::move(c)) {}
+  PluginReply authz_request(std::string_view body);
+  PluginReply authz_response(std::string_view body);
+
+  Config config_;
+  std::atomic<std::shared_ptr<const PolicySnapshot>> snapshot_;
+  DecisionLog log_;
+};
+
+// "portcullis: <reason> [rule=<rule> decision=<id>]" — what the docker user sees on a deny.
+std::string deny_message(std::string_view reason, std::string_view rule, std::string_view id);
+
+// Time-ordered unique decision id: 12 hex digits of milliseconds since the epoch + 16 random.
+std::string new_decision_id();
+
+} // namespace portcullis
