@@ -239,6 +239,8 @@ PluginReply AuthzService::authz_request(std::string_view body) {
     decision.allow = false;
     decision.rule = "audit-failure";
     decision.reason = "the decision log cannot be written";
+    rec["rule"] = decision.rule;
+    rec["reason"] = decision.reason;
   }
   if (decision.allow) {
     spdlog::debug("allow {} {} user={} rule={} id={}", rec.value("method", ""),
