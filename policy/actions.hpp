@@ -11,7 +11,8 @@ const std::vector<std::string_view>& known_actions();
 bool is_known_action(std::string_view name);
 
 // An action pattern in a policy: an exact name, "prefix.*" (matches "prefix.x" and "prefix.x.y"),
-// or "*". Returns true if the pattern matches at least one known action.
+// or "*". No wildcard matches "unknown" (unrecognised routes); only the exact name does.
+// action_pattern_is_valid: true if the pattern matches at least one known action.
 bool action_pattern_is_valid(std::string_view pattern);
 bool action_pattern_matches(std::string_view pattern, std::string_view action);
 

@@ -1,0 +1,198 @@
+// examples/policy.yaml compiles and decides typical requests as documented.
+#include "policy/policy.hpp"
+
+#include <doctest/doctest.h>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+using namespace portcullis;
+
+namespace {
+
+std::string read_file(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE_MESSAGE(in.good(), "cannot open ", path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::shared_ptr<const CompiledPolicy> example() {
+  const std::string path = std::string(PORTCULLIS_SOURCE_DIR) + "/examples/policy.yaml";
+  auto r = compile_policy(read_file(path), path);
+  std::string errs;
+  for (const auto &e : r.errors)
+    errs += e.to_string() + "\n";
+  REQUIRE_MESSAGE(r.policy, errs);
+  return r.policy;
+}
+
+// Groups as examples/users.yaml assigns them.
+Principal alice() {
+  return {"alice", "TLS", {"developers"}};
+}
+Principal bob() {
+  return {"bob", "TLS", {"operators"}};
+}
+Principal carol() {
+  return {"carol", "TLS", {"admins"}};
+}
+Principal local() {
+  return {"local", "none", {}};
+}
+
+Request act(const std::string &a) {
+  Request r;
+  r.method = "POST";
+  r.action = a;
+  return r;
+}
+
+Request create(const std::string &registry = "docker.io") {
+  Request r = act("container.create");
+  ContainerFacts c;
+  ImageRef img;
+  img.raw = registry == "docker.io" ? "busybox" : registry + "/app:1";
+  img.registry = registry;
+  img.repository = registry == "docker.io" ? "library/busybox" : "app";
+  img.tag = registry == "docker.io" ? "latest" : "1";
+  c.image = img;
+  r.container = c;
+  return r;
+}
+
+Request mount(Request r, const std::string &path, bool ro) {
+  r.container->host_mounts.push_back(
+      HostMount{path + ":/mnt" + (ro ? ":ro" : ""), path, ro, "Binds"});
+  return r;
+}
+
+} // namespace
+
+TEST_CASE("examples/policy.yaml compiles") {
+  auto p = example();
+  CHECK(p->role_count() == 3);
+  CHECK(p->rule_count() > 10);
+  CHECK(p->roles_for(alice()) == std::vector<std::string>{"developer"});
+  CHECK(p->roles_for(bob()) == std::vector<std::string>{"operator"});
+  CHECK(p->roles_for(carol()) == std::vector<std::string>{"admin"});
+  CHECK(p->roles_for(local()) == std::vector<std::string>{"admin"});
+}
+
+TEST_CASE("examples/policy.yaml: developer") {
+  auto p = example();
+  CHECK(p->evaluate(alice(), act("system.ping")).allow);
+  CHECK(p->evaluate(alice(), act("container.list")).allow);
+
+  auto d = p->evaluate(alice(), create());
+  CHECK(d.allow);
+  CHECK(d.rule == "dev-run-containers");
+
+  d = p->evaluate(alice(), mount(create(), "/srv/projects/x", true));
+  CHECK_MESSAGE(d.allow, d.reason);
+
+  d = p->evaluate(alice(), mount(create(), "/srv/projects/x", false));
+  CHECK_FALSE(d.allow);
+  CHECK(d.reason.find("requires read-only host mounts") != std::string::npos);
+
+  // /etc contains /etc/docker, so the guardrail refuses it before the role's limits do.
+  d = p->evaluate(alice(), mount(create(), "/etc", true));
+  CHECK_FALSE(d.allow);
+  CHECK(d.rule == "no-docker-socket");
+  d = p->evaluate(alice(), mount(create(), "/home/alice", true));
+  CHECK_FALSE(d.allow);
+  CHECK(d.rule == "dev-run-containers");
+  CHECK(d.reason.find("host path /home/alice is not under an allowed path") != std::string::npos);
+
+  d = p->evaluate(alice(), mount(create(), "/srv/projects/.credentials/aws", true));
+  CHECK_FALSE(d.allow);
+
+  auto priv = create();
+  priv.container->privileged = true;
+  d = p->evaluate(alice(), priv);
+  CHECK_FALSE(d.allow);
+  CHECK(d.reason.find("does not permit privileged containers") != std::string::npos);
+
+  auto cap = create();
+  cap.container->capabilities = {"CAP_NET_BIND_SERVICE"};
+  CHECK(p->evaluate(alice(), cap).allow);
+  cap.container->capabilities = {"CAP_SYS_ADMIN"};
+  CHECK_FALSE(p->evaluate(alice(), cap).allow);
+
+  CHECK(p->evaluate(alice(), create("registry.example.internal")).allow);
+  CHECK_FALSE(p->evaluate(alice(), create("evil.example.com")).allow);
+
+  auto hostnet = create();
+  hostnet.container->host_namespaces = {"network"};
+  CHECK_FALSE(p->evaluate(alice(), hostnet).allow);
+
+  // Actions outside the role.
+  d = p->evaluate(alice(), act("container.exec"));
+  CHECK_FALSE(d.allow);
+  CHECK(d.rule == "default-deny");
+  CHECK(d.reason.find("has role developer") != std::string::npos);
+  CHECK(p->evaluate(alice(), act("container.start")).allow); // no facts on start
+  d = p->evaluate(alice(), act("plugin.disable"));
+  CHECK_FALSE(d.allow);
+  CHECK(d.rule == "no-plugin-management");
+  CHECK(p->evaluate(alice(), mount(create(), "/var/run/docker.sock", false)).rule ==
+        "no-docker-socket");
+}
+
+TEST_CASE("examples/policy.yaml: operator") {
+  auto p = example();
+  auto d = p->evaluate(bob(), mount(create(), "/var/run/docker.sock", false));
+  CHECK_FALSE(d.allow);
+  CHECK(d.rule == "no-docker-socket");
+  CHECK(d.reason.find("hands out root on the host") != std::string::npos);
+  CHECK(p->evaluate(bob(), mount(create(), "/run", true)).rule == "no-docker-socket");
+  CHECK(p->evaluate(bob(), mount(create(), "/etc/docker/daemon.json", true)).rule ==
+        "no-docker-socket");
+
+  auto exec = act("container.exec");
+  exec.container = ContainerFacts{};
+  exec.container->user = "app";
+  exec.container->user_is_root = false;
+  d = p->evaluate(bob(), exec);
+  CHECK(d.allow);
+  CHECK(d.rule == "ops-exec");
+  exec.container->privileged = true;
+  d = p->evaluate(bob(), exec);
+  CHECK_FALSE(d.allow);
+  CHECK(d.rule == "no-privileged-exec");
+  CHECK(p->evaluate(bob(), act("exec.start")).allow);
+  CHECK(p->evaluate(bob(), act("image.tag")).allow);
+  CHECK(p->evaluate(bob(), act("volume.list")).allow);
+  CHECK_FALSE(p->evaluate(bob(), act("volume.create")).allow);
+  CHECK(p->evaluate(bob(), act("swarm.join")).rule == "no-swarm-membership");
+  CHECK(p->evaluate(bob(), act("debug.pprof")).rule == "no-debug-endpoints");
+}
+
+TEST_CASE("examples/policy.yaml: admin and local") {
+  auto p = example();
+  auto priv = mount(create("anything.example"), "/", false);
+  priv.container->privileged = true;
+  priv.container->capabilities = {"ALL"};
+  priv.container->host_namespaces = {"pid", "network"};
+  auto d = p->evaluate(carol(), priv);
+  CHECK_MESSAGE(d.allow, d.reason);
+  CHECK(d.rule == "admin-everything");
+  CHECK(p->evaluate(carol(), mount(create(), "/var/run/docker.sock", false)).allow);
+  CHECK(p->evaluate(carol(), act("plugin.disable")).allow);
+  CHECK(p->evaluate(local(), priv).allow);
+  // A certificate with CN "local" is not the unix-socket caller.
+  d = p->evaluate(Principal{"local", "TLS", {}}, act("system.ping"));
+  CHECK_FALSE(d.allow);
+  CHECK(d.rule == "default-deny");
+  // Even admins cannot get an invalid request through.
+  auto bad = act("container.create");
+  bad.invalid = "missing JSON body";
+  d = p->evaluate(carol(), bad);
+  CHECK_FALSE(d.allow);
+  CHECK(d.rule == "invalid-request");
+  // Strangers get nothing.
+  d = p->evaluate(Principal{"mallory", "TLS", {"visitors"}}, act("system.ping"));
+  CHECK_FALSE(d.allow);
+  CHECK(d.reason.find("has no roles") != std::string::npos);
+}

@@ -1,0 +1,229 @@
+// Policy loading and validation: every mistake is reported with file:line:col.
+#include "policy/policy.hpp"
+
+#include <algorithm>
+#include <doctest/doctest.h>
+#include <string>
+
+using portcullis::compile_policy;
+using portcullis::Diagnostic;
+
+namespace {
+
+// True when some error is at line:col and its message contains `needle`.
+bool has_error(const std::vector<Diagnostic> &errs, int line, int col, const std::string &needle) {
+  return std::any_of(errs.begin(), errs.end(), [&](const Diagnostic &d) {
+    return d.line == line && d.column == col && d.message.find(needle) != std::string::npos;
+  });
+}
+
+std::string dump(const std::vector<Diagnostic> &errs) {
+  std::string s;
+  for (const auto &d : errs)
+    s += d.to_string() + "\n";
+  return s;
+}
+
+} // namespace
+
+TEST_CASE("policy loader: a minimal policy compiles") {
+  auto r = compile_policy("version: 1\n", "min.yaml");
+  CHECK_MESSAGE(r.errors.empty(), dump(r.errors));
+  REQUIRE(r.policy);
+  CHECK(r.policy->role_count() == 0);
+  CHECK(r.policy->rule_count() == 0);
+}
+
+TEST_CASE("policy loader: all mistakes are collected with exact line:col") {
+  const char *text = "version: 1\n"                                     // 1
+                     "roles:\n"                                         // 2
+                     "  dev:\n"                                         // 3
+                     "    rules:\n"                                     // 4
+                     "      - name: r1\n"                               // 5
+                     "        actions: [container.creat, image.pull]\n" // 6
+                     "        when:\n"                                  // 7
+                     "          privileged: maybe\n"                    // 8
+                     "          capabilities: [SYS_ADMN]\n"             // 9
+                     "          colour: red\n"                          // 10
+                     "      - name: r1\n"                               // 11
+                     "        actions: []\n"                            // 12
+                     "bindings:\n"                                      // 13
+                     "  - role: ghost\n"                                // 14
+                     "    groups: [g]\n";                               // 15
+  auto r = compile_policy(text, "bad.yaml");
+  CHECK_FALSE(r.policy);
+  INFO(dump(r.errors));
+  CHECK(r.errors.size() == 7);
+  CHECK(has_error(r.errors, 6, 19, "unknown action \"container.creat\""));
+  CHECK(has_error(r.errors, 6, 19, "did you mean container.create?"));
+  CHECK(has_error(r.errors, 8, 23, "expected a boolean (true or false), found \"maybe\""));
+  CHECK(has_error(r.errors, 9, 26, "unknown capability \"SYS_ADMN\""));
+  CHECK(has_error(r.errors, 10, 11, "unknown key \"colour\""));
+  CHECK(has_error(r.errors, 10, 11, "allowed keys: privileged, capabilities, host_paths"));
+  CHECK(has_error(r.errors, 11, 15, "duplicate rule name \"r1\" (first defined at line 5)"));
+  CHECK(has_error(r.errors, 12, 18, "the list is empty"));
+  CHECK(has_error(r.errors, 14, 11, "undefined role \"ghost\"; defined roles: dev"));
+  // Sorted by position, formatted as file:line:col: error: message.
+  CHECK(r.errors.front().to_string().rfind("bad.yaml:6:19: error: ", 0) == 0);
+  CHECK(std::is_sorted(r.errors.begin(), r.errors.end(), [](const auto &a, const auto &b) {
+    return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+  }));
+}
+
+TEST_CASE("policy loader: version is required and must be 1") {
+  auto missing = compile_policy("roles: {}\n", "p.yaml");
+  CHECK_FALSE(missing.policy);
+  CHECK(has_error(missing.errors, 1, 1, "missing required key \"version\""));
+
+  auto wrong = compile_policy("version: 2\n", "p.yaml");
+  CHECK_FALSE(wrong.policy);
+  CHECK(has_error(wrong.errors, 1, 10, "unsupported policy version \"2\"; expected the number 1"));
+
+  auto quoted = compile_policy("version: \"1\"\n", "p.yaml");
+  CHECK_FALSE(quoted.policy);
+
+  auto empty = compile_policy("", "p.yaml");
+  CHECK_FALSE(empty.policy);
+  CHECK(has_error(empty.errors, 1, 1, "the policy is empty"));
+
+  auto scalar = compile_policy("hello\n", "p.yaml");
+  CHECK_FALSE(scalar.policy);
+  CHECK(has_error(scalar.errors, 1, 1, "expected a mapping"));
+}
+
+TEST_CASE("policy loader: syntax errors carry the parser's position") {
+  auto r = compile_policy("version: 1\nroles:\n  dev: [a, b\n", "syn.yaml");
+  CHECK_FALSE(r.policy);
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].message.rfind("syntax error: ", 0) == 0);
+  CHECK(r.errors[0].line >= 3);
+  CHECK(r.errors[0].column >= 1);
+
+  auto tab = compile_policy("version: 1\nroles:\n\tdev: {}\n", "tab.yaml");
+  CHECK_FALSE(tab.policy);
+  REQUIRE(tab.errors.size() == 1);
+  CHECK(tab.errors[0].line == 3);
+
+  auto two = compile_policy("version: 1\n---\nversion: 1\n", "two.yaml");
+  CHECK_FALSE(two.policy);
+  CHECK(has_error(two.errors, 3, 1, "expected a single YAML document"));
+}
+
+TEST_CASE("policy loader: wrong types, duplicate keys and unknown keys") {
+  const char *text = "version: 1\n"                                      // 1
+                     "colour: blue\n"                                    // 2
+                     "roles:\n"                                          // 3
+                     "  dev:\n"                                          // 4
+                     "    rules:\n"                                      // 5
+                     "      - name: a\n"                                 // 6
+                     "        actions: container.create\n"               // 7
+                     "        when:\n"                                   // 8
+                     "          privileged: \"false\"\n"                 // 9
+                     "          host_namespaces: [pid, host]\n"          // 10
+                     "          host_paths: {allow: [srv/x], mode: 1}\n" // 11
+                     "          devices: false\n"                        // 12
+                     "          devices: true\n"                         // 13
+                     "      - actions: [image.pull]\n"                   // 14
+                     "guardrails: {}\n"                                  // 15
+                     "bindings:\n"                                       // 16
+                     "  - groups: [x]\n";                                // 17
+  auto r = compile_policy(text, "types.yaml");
+  CHECK_FALSE(r.policy);
+  INFO(dump(r.errors));
+  CHECK(has_error(r.errors, 2, 1,
+                  "unknown key \"colour\"; allowed keys: version, roles, "
+                  "guardrails, bindings"));
+  CHECK(has_error(r.errors, 7, 18, "expected a list of strings, found a scalar"));
+  CHECK(has_error(r.errors, 9, 23, "found the quoted string \"false\""));
+  CHECK(has_error(r.errors, 10, 34, "unknown namespace \"host\""));
+  CHECK(has_error(r.errors, 11, 32, "is relative; expected an absolute path"));
+  CHECK(has_error(r.errors, 11, 40, "unknown key \"mode\"; allowed keys: allow, deny, read_only"));
+  CHECK(has_error(r.errors, 13, 11, "duplicate key \"devices\""));
+  CHECK(has_error(r.errors, 14, 9, "missing required key \"name\""));
+  CHECK(has_error(r.errors, 15, 13, "guardrails: expected a list, found a mapping"));
+  CHECK(has_error(r.errors, 17, 5, "missing required key \"role\""));
+  CHECK(r.errors.size() == 10);
+}
+
+TEST_CASE("policy loader: names, reserved names and guardrail mistakes") {
+  const char *text = "version: 1\n"                                    // 1
+                     "roles:\n"                                        // 2
+                     "  dev:\n"                                        // 3
+                     "    rules:\n"                                    // 4
+                     "      - name: Bad_Name\n"                        // 5
+                     "        actions: [\"container.*\"]\n"            // 6
+                     "      - name: default-deny\n"                    // 7
+                     "        actions: [\"*\"]\n"                      // 8
+                     "guardrails:\n"                                   // 9
+                     "  - name: g1\n"                                  // 10
+                     "    actions: [\"nosuch.*\"]\n"                   // 11
+                     "    when:\n"                                     // 12
+                     "      host_paths: [\"/ok\", \"/a/**b\"]\n"       // 13
+                     "      capabilities: []\n"                        // 14
+                     "      image_registries: [\"https://evil.io\"]\n" // 15
+                     "    except_roles: [dev, nobody]\n"               // 16
+                     "  - name: dev-rule\n"                            // 17
+                     "    actions: [system.ping]\n";                   // 18
+  auto r = compile_policy(text, "names.yaml");
+  CHECK_FALSE(r.policy);
+  INFO(dump(r.errors));
+  CHECK(has_error(r.errors, 5, 15, "invalid rule name \"Bad_Name\""));
+  CHECK(has_error(r.errors, 7, 15, "is reserved"));
+  CHECK(has_error(r.errors, 11, 15, "unknown action \"nosuch.*\""));
+  CHECK(has_error(r.errors, 13, 27, "\"**\" must be a whole segment"));
+  CHECK(has_error(r.errors, 14, 21, "could never match"));
+  CHECK(has_error(r.errors, 15, 26, "invalid registry \"https://evil.io\""));
+  CHECK(has_error(r.errors, 16, 25, "undefined role \"nobody\""));
+  CHECK(r.errors.size() == 7);
+}
+
+TEST_CASE("policy loader: JSON form compiles, and JSON mistakes have positions") {
+  const char *json = R"({
+  "version": 1,
+  "roles": {
+    "developer": {
+      "rules": [
+        {"name": "dev-create", "actions": ["container.create"],
+         "when": {"privileged": false, "capabilities": ["NET_BIND_SERVICE"],
+                  "host_paths": {"allow": ["/srv/**"], "read_only": true}}}
+      ]
+    }
+  },
+  "guardrails": [
+    {"name": "no-sock", "actions": ["container.create"],
+     "when": {"host_paths": ["/var/run/docker.sock"]}}
+  ],
+  "bindings": [{"role": "developer", "users": ["alice"]}]
+})";
+  auto r = compile_policy(json, "policy.json");
+  CHECK_MESSAGE(r.errors.empty(), dump(r.errors));
+  REQUIRE(r.policy);
+  CHECK(r.policy->role_count() == 1);
+  CHECK(r.policy->rule_count() == 2);
+  portcullis::Principal alice{"alice", "TLS", {}};
+  CHECK(r.policy->roles_for(alice) == std::vector<std::string>{"developer"});
+
+  const char *bad = "{\"version\": 1,\n \"roles\": {\"d\": {\"rules\": [{\"name\": \"x\", "
+                    "\"actions\": [\"container.create\"], \"when\": {\"privileged\": 1}}]}}}";
+  auto b = compile_policy(bad, "bad.json");
+  CHECK_FALSE(b.policy);
+  INFO(dump(b.errors));
+  CHECK(has_error(b.errors, 2, 98, "expected a boolean"));
+}
+
+TEST_CASE("policy loader: null sections and roles without rules are accepted") {
+  auto r = compile_policy("version: 1\nroles:\n  empty:\n  other: {rules: }\nguardrails:\n"
+                          "bindings:\n",
+                          "p.yaml");
+  CHECK_MESSAGE(r.errors.empty(), dump(r.errors));
+  REQUIRE(r.policy);
+  CHECK(r.policy->role_count() == 2);
+}
+
+TEST_CASE("policy loader: oversized input is refused") {
+  std::string big = "version: 1\n# " + std::string(5u << 20, 'x') + "\n";
+  auto r = compile_policy(big, "big.yaml");
+  CHECK_FALSE(r.policy);
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].message.find("larger than") != std::string::npos);
+}
