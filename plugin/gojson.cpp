@@ -96,11 +96,36 @@ JsonParseResult parse_json_strict(std::string_view text, const JsonLimits& limit
   return r;
 }
 
+namespace {
+// go_fold(key) == folded, without allocating (same folding rules as go_fold).
+bool folded_equals(std::string_view key, std::string_view folded) {
+  std::size_t j = 0;
+  for (std::size_t i = 0; i < key.size();) {
+    auto c = static_cast<unsigned char>(key[i]);
+    char out = static_cast<char>(c);
+    std::size_t advance = 1;
+    if (c >= 'a' && c <= 'z') {
+      out = static_cast<char>(c - ('a' - 'A'));
+    } else if (key.substr(i, 2) == "\xC5\xBF") {
+      out = 'S';
+      advance = 2;
+    } else if (key.substr(i, 3) == "\xE2\x84\xAA") {
+      out = 'K';
+      advance = 3;
+    }
+    if (j >= folded.size() || folded[j] != out) return false;
+    ++j;
+    i += advance;
+  }
+  return j == folded.size();
+}
+} // namespace
+
 const nlohmann::json* go_field(const nlohmann::json& obj, std::string_view field) {
   if (!obj.is_object()) return nullptr;
   const std::string want = go_fold(field);
   for (auto it = obj.begin(); it != obj.end(); ++it)
-    if (go_fold(it.key()) == want) return &it.value();
+    if (folded_equals(it.key(), want)) return &it.value();
   return nullptr;
 }
 

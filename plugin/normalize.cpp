@@ -1,1 +1,592 @@
-// placeholder
+#include "plugin/normalize.hpp"
+
+#include "plugin/imageref.hpp"
+#include "plugin/routes.hpp"
+#include "plugin/uri.hpp"
+
+#include <algorithm>
+#include <set>
+#include <vector>
+
+namespace portcullis {
+
+namespace {
+
+using nlohmann::json;
+
+// Thrown only inside this file while decoding a body; always caught in normalize().
+struct BodyError {
+  std::string message;
+};
+
+[[noreturn]] void fail(std::string message) {
+  throw BodyError{std::move(message)};
+}
+
+// Cuts `s` to at most `max` bytes without splitting a UTF-8 sequence.
+std::string clip(std::string_view s, std::size_t max = 96) {
+  if (s.size() <= max) return std::string(s);
+  std::size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0u) == 0x80u)
+    --n;
+  return std::string(s.substr(0, n)) + "...";
+}
+
+std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (char &c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
+
+bool is_token_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+// --- JSON field access with Go's semantics: case-insensitive names, null == absent -------------
+
+const json *field(const json *obj, std::string_view name) {
+  if (!obj) return nullptr;
+  const json *v = go_field(*obj, name);
+  if (!v || v->is_null()) return nullptr;
+  return v;
+}
+
+std::string wrong_type(std::string_view where, std::string_view name, std::string_view expected) {
+  return "The body field " + std::string(where) + std::string(name) + " must be " +
+         std::string(expected) + ".";
+}
+
+std::optional<std::string> get_string(const json *obj, std::string_view name,
+                                      std::string_view where) {
+  const json *v = field(obj, name);
+  if (!v) return std::nullopt;
+  if (!v->is_string()) fail(wrong_type(where, name, "a string"));
+  return v->get<std::string>();
+}
+
+bool get_bool(const json *obj, std::string_view name, std::string_view where) {
+  const json *v = field(obj, name);
+  if (!v) return false;
+  if (!v->is_boolean()) fail(wrong_type(where, name, "true or false"));
+  return v->get<bool>();
+}
+
+const json *get_object(const json *obj, std::string_view name, std::string_view where) {
+  const json *v = field(obj, name);
+  if (v && !v->is_object()) fail(wrong_type(where, name, "an object"));
+  return v;
+}
+
+const json *get_array(const json *obj, std::string_view name, std::string_view where) {
+  const json *v = field(obj, name);
+  if (v && !v->is_array()) fail(wrong_type(where, name, "an array"));
+  return v;
+}
+
+// []string. With `strslice`, a single string is accepted as a one-element list, as Go's
+// strslice.StrSlice does (CapAdd, CapDrop). Null or non-string elements are refused.
+std::optional<std::vector<std::string>> get_string_list(const json *obj, std::string_view name,
+                                                        std::string_view where,
+                                                        bool strslice = false) {
+  const json *v = field(obj, name);
+  if (!v) return std::nullopt;
+  std::vector<std::string> out;
+  if (strslice && v->is_string()) {
+    out.push_back(v->get<std::string>());
+    return out;
+  }
+  if (!v->is_array()) fail(wrong_type(where, name, "an array of strings"));
+  for (const auto &e : *v) {
+    if (!e.is_string()) fail(wrong_type(where, name, "an array of strings"));
+    out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
+// map[string]string: an object whose values are strings (null values are Go's "").
+const json *get_string_map(const json *obj, std::string_view name, std::string_view where) {
+  const json *v = get_object(obj, name, where);
+  if (!v) return nullptr;
+  for (auto it = v->begin(); it != v->end(); ++it)
+    if (!it.value().is_string() && !it.value().is_null())
+      fail(wrong_type(where, name, "an object of strings"));
+  return v;
+}
+
+void add_unique(std::vector<std::string> &v, std::string s) {
+  if (std::find(v.begin(), v.end(), s) == v.end()) v.push_back(std::move(s));
+}
+
+// --- facts ------------------------------------------------------------------------------------
+
+// Lexical normalization of an absolute path: "//", "." and ".." resolved, no trailing slash.
+std::string clean_absolute_path(std::string_view p) {
+  std::vector<std::string_view> segs;
+  std::size_t i = 0;
+  while (i < p.size()) {
+    std::size_t j = p.find('/', i);
+    if (j == std::string_view::npos) j = p.size();
+    std::string_view seg = p.substr(i, j - i);
+    if (seg == "..") {
+      if (!segs.empty()) segs.pop_back();
+    } else if (!seg.empty() && seg != ".") {
+      segs.push_back(seg);
+    }
+    i = j + 1;
+  }
+  std::string out;
+  for (auto s : segs) {
+    out += '/';
+    out += s;
+  }
+  return out.empty() ? "/" : out;
+}
+
+bool is_root_user(std::string_view user) {
+  std::string_view name = user.substr(0, user.find(':'));
+  if (name.empty() || name == "root") return true;
+  // Go's strconv.Atoi accepts an optional sign: "0", "00", "+0", "-0" are all uid 0.
+  std::string_view digits = name;
+  if (digits.front() == '+' || digits.front() == '-') digits.remove_prefix(1);
+  if (digits.empty()) return false;
+  for (char c : digits)
+    if (c != '0') return false; // non-digits, or a non-zero uid
+  return true;
+}
+
+std::string normalize_capability(std::string_view cap, std::string_view where) {
+  // The daemon applies strings.ToUpper, which maps some non-ASCII letters to ASCII ones
+  // ("ſ" -> "S", "ı" -> "I"); refuse anything that is not plain ASCII.
+  for (char ch : cap) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c <= 0x20 || c >= 0x7f)
+      fail("A capability name in " + std::string(where) +
+           "CapAdd is empty or contains non-ASCII, space or control characters.");
+  }
+  if (cap.empty()) fail("A capability name in " + std::string(where) + "CapAdd is empty.");
+  std::string up(cap);
+  for (char &c : up)
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  if (up == "ALL") return up;
+  if (up.rfind("CAP_", 0) != 0) up.insert(0, "CAP_");
+  return up;
+}
+
+bool is_host_or_container_mode(std::string_view mode) {
+  std::string m = ascii_lower(mode);
+  return m == "host" || m.rfind("container:", 0) == 0;
+}
+
+// API version "a.b" < "c.d"? Unparseable versions count as old (the conservative side).
+bool api_version_less(std::string_view v, int major, int minor) {
+  auto dot = v.find('.');
+  if (dot == std::string_view::npos) return true;
+  int a = 0, b = 0;
+  for (char c : v.substr(0, dot)) {
+    if (c < '0' || c > '9' || a > 100000) return true;
+    a = a * 10 + (c - '0');
+  }
+  for (char c : v.substr(dot + 1)) {
+    if (c < '0' || c > '9' || b > 100000) return true;
+    b = b * 10 + (c - '0');
+  }
+  return a < major || (a == major && b < minor);
+}
+
+const std::set<std::string_view> kMountModes = {
+    "rw",     "ro",      "z",        "Z",      "shared",     "rshared", "slave",
+    "rslave", "private", "rprivate", "nocopy", "consistent", "cached",  "delegated"};
+
+int mode_category(std::string_view o) {
+  if (o == "rw" || o == "ro") return 0;
+  if (o == "z" || o == "Z") return 1;
+  if (o == "nocopy") return 3;
+  if (o == "consistent" || o == "cached" || o == "delegated") return 4;
+  return 2; // propagation
+}
+
+void decode_binds(const json *hc, std::string_view where, ContainerFacts &f) {
+  auto binds = get_string_list(hc, "Binds", where);
+  if (!binds) return;
+  for (const std::string &spec : *binds) {
+    // volume/mounts linux parser: split on every ':'; 1 part = anonymous volume,
+    // 2 = src:dst, 3 = src:dst:mode, more = invalid.
+    std::vector<std::string_view> parts;
+    std::string_view rest = spec;
+    while (true) {
+      std::size_t c = rest.find(':');
+      parts.push_back(rest.substr(0, c));
+      if (c == std::string_view::npos) break;
+      rest.remove_prefix(c + 1);
+    }
+    if (spec.empty() || parts.size() > 3)
+      fail("An entry of " + std::string(where) + "Binds is not of the form src:dst[:options].");
+    if (parts.size() == 1) continue; // anonymous volume at a container path
+    std::string_view src = parts[0];
+    bool read_only = false;
+    if (parts.size() == 3) {
+      int seen[5] = {0, 0, 0, 0, 0};
+      std::string_view modes = parts[2];
+      while (true) {
+        std::size_t c = modes.find(',');
+        std::string_view o = modes.substr(0, c);
+        if (!kMountModes.count(o))
+          fail("An entry of " + std::string(where) + "Binds has an unknown mount option.");
+        if (++seen[mode_category(o)] > 1)
+          fail("An entry of " + std::string(where) + "Binds has conflicting mount options.");
+        if (o == "ro") read_only = true;
+        if (o == "shared" || o == "rshared")
+          add_unique(f.unsafe, "Binds propagation " + std::string(o) + " (" + clip(src) + ")");
+        if (c == std::string_view::npos) break;
+        modes.remove_prefix(c + 1);
+      }
+    }
+    if (!src.empty() && src.front() == '/') {
+      f.host_mounts.push_back(
+          HostMount{std::string(src), clean_absolute_path(src), read_only, "Binds"});
+    }
+    // Otherwise a named volume: not a host path (volume.create decides what volumes may be).
+  }
+}
+
+void decode_mounts(const json *hc, std::string_view where, ContainerFacts &f) {
+  const json *mounts = get_array(hc, "Mounts", where);
+  if (!mounts) return;
+  const std::string w = std::string(where) + "Mounts[].";
+  for (const auto &m : *mounts) {
+    if (!m.is_object()) fail(wrong_type(where, "Mounts", "an array of objects"));
+    std::string type = get_string(&m, "Type", w).value_or("");
+    std::string source = get_string(&m, "Source", w).value_or("");
+    bool read_only = get_bool(&m, "ReadOnly", w);
+    const json *bind_opts = get_object(&m, "BindOptions", w);
+    const json *vol_opts = get_object(&m, "VolumeOptions", w);
+    get_object(&m, "TmpfsOptions", w);
+    if (type == "bind") {
+      if (source.empty() || source.front() != '/')
+        fail("A bind mount in " + std::string(where) + "Mounts has a relative or empty Source.");
+      std::string prop = get_string(bind_opts, "Propagation", w + "BindOptions.").value_or("");
+      if (prop == "shared" || prop == "rshared")
+        add_unique(f.unsafe, "Mounts bind propagation " + prop + " (" + clip(source) + ")");
+      if (get_bool(bind_opts, "CreateMountpoint", w + "BindOptions."))
+        add_unique(f.unsafe, "Mounts bind CreateMountpoint (" + clip(source) + ")");
+      f.host_mounts.push_back(HostMount{source, clean_absolute_path(source), read_only, "Mounts"});
+    } else if (type == "volume") {
+      const json *driver = get_object(vol_opts, "DriverConfig", w + "VolumeOptions.");
+      std::string dname =
+          get_string(driver, "Name", w + "VolumeOptions.DriverConfig.").value_or("");
+      const json *dopts = get_string_map(driver, "Options", w + "VolumeOptions.DriverConfig.");
+      if (!dname.empty() && dname != "local")
+        add_unique(f.unsafe, "Mounts volume driver " + clip(dname));
+      if (dopts && !dopts->empty())
+        add_unique(f.unsafe, "Mounts volume driver options (" + clip(source) + ")");
+    } else if (type == "tmpfs") {
+      // A tmpfs is private to the container.
+    } else {
+      add_unique(f.unsafe, "Mounts type " + (type.empty() ? std::string("(empty)") : clip(type)));
+    }
+  }
+}
+
+void decode_devices(const json *hc, std::string_view where, ContainerFacts &f) {
+  if (const json *devs = get_array(hc, "Devices", where)) {
+    for (const auto &d : *devs) {
+      if (!d.is_object()) fail(wrong_type(where, "Devices", "an array of objects"));
+      std::string p = get_string(&d, "PathOnHost", std::string(where) + "Devices[].").value_or("");
+      if (p.empty()) fail("An entry of " + std::string(where) + "Devices has no PathOnHost.");
+      add_unique(f.devices, p.front() == '/' ? clean_absolute_path(p) : p);
+    }
+  }
+  if (auto rules = get_string_list(hc, "DeviceCgroupRules", where))
+    for (const auto &r : *rules)
+      add_unique(f.devices, "cgroup-rule:" + clip(r));
+  if (const json *reqs = get_array(hc, "DeviceRequests", where)) {
+    for (const auto &r : *reqs) {
+      if (!r.is_object()) fail(wrong_type(where, "DeviceRequests", "an array of objects"));
+      std::string drv =
+          get_string(&r, "Driver", std::string(where) + "DeviceRequests[].").value_or("");
+      add_unique(f.devices, "device-request:" + (drv.empty() ? std::string("default") : clip(drv)));
+    }
+  }
+}
+
+// HostConfig fields (Resources embedded). `where` is "HostConfig." or "" for the deprecated
+// top-level copy that dockerd 20.10 still decodes (ContainerConfigWrapper embeds *HostConfig).
+void decode_host_config(const json *hc, std::string_view where, ContainerFacts &f) {
+  if (get_bool(hc, "Privileged", where)) f.privileged = true;
+  if (auto caps = get_string_list(hc, "CapAdd", where, /*strslice=*/true))
+    for (const auto &c : *caps)
+      add_unique(f.capabilities, normalize_capability(c, where));
+  if (auto caps = get_string_list(hc, "Capabilities", where)) {
+    // API 1.40's full capability set; it replaces the defaults.
+    for (const auto &c : *caps)
+      add_unique(f.capabilities, normalize_capability(c, where));
+    add_unique(f.unsafe, "Capabilities (replaces the default capability set)");
+  }
+  get_string_list(hc, "CapDrop", where, true); // type check only
+
+  decode_binds(hc, where, f);
+  decode_mounts(hc, where, f);
+  decode_devices(hc, where, f);
+
+  static const std::pair<std::string_view, std::string_view> kModes[] = {
+      {"PidMode", "pid"}, {"NetworkMode", "network"}, {"IpcMode", "ipc"},
+      {"UTSMode", "uts"}, {"UsernsMode", "userns"},   {"CgroupnsMode", "cgroupns"},
+  };
+  for (auto [fieldname, ns] : kModes) {
+    auto mode = get_string(hc, fieldname, where);
+    if (mode && is_host_or_container_mode(*mode)) add_unique(f.host_namespaces, std::string(ns));
+  }
+
+  if (auto opts = get_string_list(hc, "SecurityOpt", where)) {
+    for (const auto &o : *opts) {
+      if (o == "no-new-privileges" || o == "no-new-privileges=true" ||
+          o == "no-new-privileges:true")
+        continue;
+      add_unique(f.unsafe, "SecurityOpt " + clip(o));
+    }
+  }
+  for (std::string_view name : {"MaskedPaths", "ReadonlyPaths"}) {
+    if (auto paths = get_string_list(hc, name, where)) {
+      add_unique(f.unsafe, std::string(name) +
+                               (paths->empty() ? " empty (unmasks /proc and /sys paths)"
+                                               : " replaced (the default list no longer applies)"));
+    }
+  }
+  if (auto v = get_string(hc, "CgroupParent", where); v && !v->empty())
+    add_unique(f.unsafe, "CgroupParent " + clip(*v));
+  if (auto v = get_string_list(hc, "VolumesFrom", where))
+    for (const auto &c : *v)
+      add_unique(f.unsafe, "VolumesFrom " + clip(c));
+  if (auto v = get_string(hc, "VolumeDriver", where); v && !v->empty() && *v != "local")
+    add_unique(f.unsafe, "VolumeDriver " + clip(*v));
+  if (const json *s = get_string_map(hc, "Sysctls", where))
+    for (auto it = s->begin(); it != s->end(); ++it)
+      add_unique(f.unsafe, "Sysctls " + clip(it.key()));
+  if (auto v = get_string(hc, "Runtime", where); v && !v->empty() && *v != "runc")
+    add_unique(f.unsafe, "Runtime " + clip(*v));
+  const json *log = get_object(hc, "LogConfig", where);
+  if (auto t = get_string(log, "Type", std::string(where) + "LogConfig."); t && !t->empty())
+    add_unique(f.unsafe, "LogConfig.Type " + clip(*t));
+  get_string_map(log, "Config", std::string(where) + "LogConfig.");
+}
+
+ContainerFacts decode_create(const json &body, const std::string &api_version) {
+  if (!body.is_object()) fail("The container-create body is not a JSON object.");
+  ContainerFacts f;
+  if (auto image = get_string(&body, "Image", ""); image && !image->empty()) {
+    f.image = parse_image_ref(*image);
+    if (!f.image) fail("The image reference in Image is not valid.");
+  }
+  f.user = get_string(&body, "User", "").value_or("");
+  f.user_is_root = is_root_user(f.user);
+
+  const json *inner = get_object(&body, "HostConfig", "");
+  decode_host_config(inner, "HostConfig.", f);
+  // dockerd 20.10 also decodes HostConfig fields at the top level and uses them when the
+  // HostConfig object is absent (and merges some of them otherwise): take both, conservatively.
+  decode_host_config(&body, "", f);
+
+  // For API < 1.41 an empty CgroupnsMode means "host" on cgroup v1 hosts.
+  const json *effective = inner ? inner : &body;
+  if (get_string(effective, "CgroupnsMode", "").value_or("").empty() &&
+      api_version_less(api_version, 1, 41))
+    add_unique(f.host_namespaces, "cgroupns");
+  return f;
+}
+
+ContainerFacts decode_exec(const json &body) {
+  if (!body.is_object()) fail("The exec-create body is not a JSON object.");
+  ContainerFacts f;
+  f.privileged = get_bool(&body, "Privileged", "");
+  f.user = get_string(&body, "User", "").value_or("");
+  f.user_is_root = is_root_user(f.user);
+  return f;
+}
+
+// --- headers ----------------------------------------------------------------------------------
+
+// Case-insensitive header lookup. Two spellings with different values are refused.
+std::optional<std::string> header(const std::map<std::string, std::string> &h,
+                                  std::string_view name) {
+  std::optional<std::string> found;
+  const std::string want = ascii_lower(name);
+  for (const auto &[k, v] : h) {
+    if (ascii_lower(k) != want) continue;
+    if (found && *found != v)
+      fail("The request has conflicting " + std::string(name) + " headers.");
+    found = v;
+  }
+  return found;
+}
+
+// Actions whose handler decodes a JSON body whatever the Content-Type says: the body must have
+// reached the plugin.
+const std::set<std::string_view> kJsonBodyActions = {
+    "container.create", "container.exec", "container.update", "container.checkpoint.create",
+    "exec.start",       "network.create", "network.connect",  "network.disconnect",
+    "volume.create",    "volume.update",  "service.create",   "service.update",
+    "secret.create",    "secret.update",  "config.create",    "config.update",
+    "swarm.init",       "swarm.join",     "swarm.update",     "swarm.unlock",
+    "node.update",      "plugin.set",     "plugin.install",   "plugin.upgrade",
+};
+
+// tag query parameter applied to a reference, as the daemon's WithTag / WithDigest do.
+void apply_tag_param(ImageRef &ref, const std::string &tag, bool digest_allowed) {
+  if (tag.empty()) return;
+  if (digest_allowed && is_valid_image_digest(tag)) {
+    ref.tag.clear(); // reference.TrimNamed drops the old tag and digest
+    ref.digest = tag;
+    return;
+  }
+  if (!is_valid_image_tag(tag)) fail("The tag query parameter is not a valid tag.");
+  ref.tag = tag;
+}
+
+ImageRef require_image(std::string_view name, std::string_view what, bool default_tag = true) {
+  auto ref = parse_image_ref(name, default_tag);
+  if (!ref) fail("The image reference in " + std::string(what) + " is not valid.");
+  return *ref;
+}
+
+void image_facts(Request &r, const QueryParams &q) {
+  const std::string &a = r.action;
+  if (a == "image.pull") {
+    std::string from = q.first("fromImage").value_or("");
+    if (!from.empty() && from.back() == ':') from.pop_back(); // "pull -a" quirk in the daemon
+    ImageRef ref = require_image(from, "fromImage", /*default_tag=*/false);
+    if (ref.is_id) fail("The image reference in fromImage is an image ID, not a name.");
+    ref.raw = q.first("fromImage").value_or("");
+    apply_tag_param(ref, q.first("tag").value_or(""), /*digest_allowed=*/true);
+    r.image = std::move(ref); // no tag and no digest: the daemon pulls every tag
+  } else if (a == "image.import" || a == "container.commit") {
+    std::string repo = q.first("repo").value_or("");
+    if (repo.empty()) return;
+    ImageRef ref = require_image(repo, "repo");
+    if (ref.is_id || !ref.digest.empty()) fail("The repo query parameter must name a repository.");
+    std::string tag = q.first("tag").value_or("");
+    if (!tag.empty()) apply_tag_param(ref, tag, false);
+    r.image = std::move(ref);
+  } else if (a == "image.inspect" || a == "image.history" || a == "image.remove" ||
+             (a == "image.export" && !r.object.empty()) || a == "image.attestations" ||
+             a == "distribution.inspect") {
+    r.image = require_image(r.object, "the request path");
+  } else if (a == "image.push") {
+    ImageRef ref = require_image(r.object, "the request path", /*default_tag=*/false);
+    if (ref.is_id) fail("An image ID cannot be pushed.");
+    apply_tag_param(ref, q.first("tag").value_or(""), false);
+    r.image = std::move(ref); // no tag: the daemon pushes every tag of the repository
+  } else if (a == "image.tag") {
+    r.image = require_image(r.object, "the request path");
+    std::string repo = q.first("repo").value_or("");
+    if (repo.empty()) fail("POST /images/{name}/tag has no repo query parameter.");
+    ImageRef target = require_image(repo, "repo");
+    if (target.is_id || !target.digest.empty())
+      fail("The repo query parameter must name a repository.");
+    apply_tag_param(target, q.first("tag").value_or(""), false);
+    r.object = image_ref_string(target); // the new name is what matters for retagging
+  }
+}
+
+Request normalize_impl(const RawHttpRequest &raw, const NormalizeOptions &opts) {
+  Request r;
+  r.method = raw.method;
+  r.action = "unknown";
+  if (raw.method.empty() || raw.method.size() > 32 ||
+      !std::all_of(raw.method.begin(), raw.method.end(), is_token_char)) {
+    r.method = clip(raw.method, 32);
+    r.invalid = "The request method is missing or malformed.";
+    return r;
+  }
+
+  UriResult u = parse_request_uri(raw.uri);
+  if (!u.uri) {
+    r.invalid = u.error;
+    return r;
+  }
+  r.path = u.uri->path;
+  r.api_version = u.uri->api_version;
+  const QueryParams &q = u.uri->query;
+
+  RouteMatch m = match_route(r.method, r.path, !r.api_version.empty(), q);
+  r.action = m.action;
+  r.object = m.object;
+  if (m.invalid) {
+    r.invalid = *m.invalid;
+    return r;
+  }
+
+  try {
+    // --- transport -------------------------------------------------------------------------
+    std::string media;
+    if (auto ct = header(raw.headers, "Content-Type")) {
+      std::string_view v = *ct;
+      media = ascii_lower(trim(v.substr(0, v.find(';'))));
+    }
+    if (media == "application/x-www-form-urlencoded" || media == "multipart/form-data")
+      fail("Form-encoded request bodies are refused: the daemon reads parameters from them that "
+           "the plugin cannot see.");
+    const bool is_json = media == "application/json";
+    bool content_length_positive = false;
+    if (auto cl = header(raw.headers, "Content-Length")) {
+      std::string_view v = trim(*cl);
+      if (v.empty() ||
+          !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        fail("The Content-Length header is malformed.");
+      content_length_positive = v.find_first_not_of('0') != std::string_view::npos;
+    }
+    const bool has_body = raw.body.has_value() && !raw.body->empty();
+    const bool json_endpoint = kJsonBodyActions.count(r.action) > 0;
+    if ((r.action == "container.create" || r.action == "container.exec") && !is_json)
+      fail("This endpoint requires Content-Type application/json.");
+    if (!has_body && r.action != "system.auth") {
+      const bool write = r.method == "POST" || r.method == "PUT";
+      if (json_endpoint || (is_json && (write || content_length_positive)))
+        fail("The JSON request body was not forwarded to the plugin (too large, or not sent as "
+             "application/json), but the daemon would still act on it.");
+    }
+
+    // --- body ------------------------------------------------------------------------------
+    std::optional<json> body;
+    if (has_body && (is_json || json_endpoint)) {
+      JsonParseResult pr = parse_json_strict(*raw.body, opts.json);
+      if (!pr.value) fail("The JSON request body is invalid: " + pr.error);
+      body = std::move(pr.value);
+    }
+    if (r.action == "container.create") {
+      std::string version = r.api_version.empty() ? opts.default_api_version : r.api_version;
+      r.container = decode_create(*body, version);
+      r.image = r.container->image;
+    } else if (r.action == "container.exec") {
+      r.container = decode_exec(*body);
+    }
+    image_facts(r, q);
+  } catch (const BodyError &e) {
+    r.invalid = e.message;
+  }
+  return r;
+}
+
+} // namespace
+
+Request normalize(const RawHttpRequest &raw, const NormalizeOptions &opts) {
+  try {
+    return normalize_impl(raw, opts);
+  } catch (...) {
+    Request r; // method and path left empty: nothing that could allocate much or throw again
+    r.action = "unknown";
+    r.invalid = "The request could not be normalized (internal error).";
+    return r;
+  }
+}
+
+} // namespace portcullis

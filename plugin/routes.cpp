@@ -1,1 +1,322 @@
-// placeholder
+#include "plugin/routes.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace portcullis {
+
+namespace {
+
+// Registration order of moby's routers: checkpoint, container, image, system, volume, build,
+// session, swarm, plugin, distribution, network, grpc; then the debug router (no method, no
+// version prefix).
+const std::vector<Route> kRoutes = {
+    // --- checkpoint (experimental) --------------------------------------------------------
+    {"GET", "/containers/{name:.*}/checkpoints", "container.checkpoint.list", "name"},
+    {"POST", "/containers/{name:.*}/checkpoints", "container.checkpoint.create", "name"},
+    {"DELETE", "/containers/{name}/checkpoints/{checkpoint}", "container.checkpoint.remove", "name",
+     /*first_wins=*/true},
+    // --- container -------------------------------------------------------------------------
+    {"HEAD", "/containers/{name:.*}/archive", "container.archive.head", "name"},
+    {"GET", "/containers/json", "container.list", ""},
+    {"GET", "/containers/{name:.*}/export", "container.export", "name"},
+    {"GET", "/containers/{name:.*}/changes", "container.changes", "name"},
+    {"GET", "/containers/{name:.*}/json", "container.inspect", "name"},
+    {"GET", "/containers/{name:.*}/top", "container.top", "name"},
+    {"GET", "/containers/{name:.*}/logs", "container.logs", "name"},
+    {"GET", "/containers/{name:.*}/stats", "container.stats", "name"},
+    {"GET", "/containers/{name:.*}/attach/ws", "container.attach.ws", "name"},
+    {"GET", "/exec/{id:.*}/json", "exec.inspect", "id"},
+    {"GET", "/containers/{name:.*}/archive", "container.archive.get", "name"},
+    {"POST", "/containers/create", "container.create", "?name"},
+    {"POST", "/containers/{name:.*}/kill", "container.kill", "name"},
+    {"POST", "/containers/{name:.*}/pause", "container.pause", "name"},
+    {"POST", "/containers/{name:.*}/unpause", "container.unpause", "name"},
+    {"POST", "/containers/{name:.*}/restart", "container.restart", "name"},
+    {"POST", "/containers/{name:.*}/start", "container.start", "name"},
+    {"POST", "/containers/{name:.*}/stop", "container.stop", "name"},
+    {"POST", "/containers/{name:.*}/wait", "container.wait", "name"},
+    {"POST", "/containers/{name:.*}/resize", "container.resize", "name"},
+    {"POST", "/containers/{name:.*}/attach", "container.attach", "name"},
+    {"POST", "/containers/{name:.*}/exec", "container.exec", "name"},
+    {"POST", "/exec/{name:.*}/start", "exec.start", "name"},
+    {"POST", "/exec/{name:.*}/resize", "exec.resize", "name"},
+    {"POST", "/containers/{name:.*}/rename", "container.rename", "name"},
+    {"POST", "/containers/{name:.*}/update", "container.update", "name"},
+    {"POST", "/containers/prune", "container.prune", ""},
+    {"POST", "/commit", "container.commit", "?container"},
+    {"PUT", "/containers/{name:.*}/archive", "container.archive.put", "name"},
+    {"DELETE", "/containers/{name:.*}", "container.remove", "name"},
+    // --- image -----------------------------------------------------------------------------
+    {"GET", "/images/json", "image.list", ""},
+    {"GET", "/images/search", "image.search", "?term"},
+    {"GET", "/images/get", "image.export", ""},
+    {"GET", "/images/{name:.*}/get", "image.export", "name"},
+    {"GET", "/images/{name:.*}/history", "image.history", "name"},
+    {"GET", "/images/{name:.*}/json", "image.inspect", "name"},
+    {"GET", "/images/{name:.*}/attestations", "image.attestations", "name"},
+    {"POST", "/images/load", "image.load", ""},
+    {"POST", "/images/create", "image.create", ""}, // -> image.pull / image.import
+    {"POST", "/images/{name:.*}/push", "image.push", "name"},
+    {"POST", "/images/{name:.*}/tag", "image.tag", "name"},
+    {"POST", "/images/prune", "image.prune", ""},
+    {"DELETE", "/images/{name:.*}", "image.remove", "name"},
+    // --- system ----------------------------------------------------------------------------
+    {"OPTIONS", "/{anyroute:.*}", "api.options", ""},
+    {"GET|HEAD", "/_ping", "system.ping", ""},
+    {"GET", "/events", "system.events", ""},
+    {"GET", "/info", "system.info", ""},
+    {"GET", "/version", "system.version", ""},
+    {"GET", "/system/df", "system.df", ""},
+    {"POST", "/auth", "system.auth", ""},
+    // --- volume ----------------------------------------------------------------------------
+    {"GET", "/volumes", "volume.list", ""},
+    {"GET", "/volumes/{name:.*}", "volume.inspect", "name"},
+    {"POST", "/volumes/create", "volume.create", ""},
+    {"POST", "/volumes/prune", "volume.prune", ""},
+    {"PUT", "/volumes/{name:.*}", "volume.update", "name"},
+    {"DELETE", "/volumes/{name:.*}", "volume.remove", "name"},
+    // --- build / session -------------------------------------------------------------------
+    {"POST", "/build", "build", ""},
+    {"POST", "/build/prune", "build.prune", ""},
+    {"POST", "/build/cancel", "build.cancel", "?id"},
+    {"POST", "/session", "session", ""},
+    // --- swarm (mux default variables: no '/') ---------------------------------------------
+    {"POST", "/swarm/init", "swarm.init", ""},
+    {"POST", "/swarm/join", "swarm.join", ""},
+    {"POST", "/swarm/leave", "swarm.leave", ""},
+    {"GET", "/swarm", "swarm.inspect", ""},
+    {"GET", "/swarm/unlockkey", "swarm.unlockkey", ""},
+    {"POST", "/swarm/update", "swarm.update", ""},
+    {"POST", "/swarm/unlock", "swarm.unlock", ""},
+    {"GET", "/services", "service.list", ""},
+    {"GET", "/services/{id}", "service.inspect", "id"},
+    {"POST", "/services/create", "service.create", ""},
+    {"POST", "/services/{id}/update", "service.update", "id"},
+    {"DELETE", "/services/{id}", "service.remove", "id"},
+    {"GET", "/services/{id}/logs", "service.logs", "id"},
+    {"GET", "/nodes", "node.list", ""},
+    {"GET", "/nodes/{id}", "node.inspect", "id"},
+    {"DELETE", "/nodes/{id}", "node.remove", "id"},
+    {"POST", "/nodes/{id}/update", "node.update", "id"},
+    {"GET", "/tasks", "task.list", ""},
+    {"GET", "/tasks/{id}", "task.inspect", "id"},
+    {"GET", "/tasks/{id}/logs", "task.logs", "id"},
+    {"GET", "/secrets", "secret.list", ""},
+    {"POST", "/secrets/create", "secret.create", ""},
+    {"DELETE", "/secrets/{id}", "secret.remove", "id"},
+    {"GET", "/secrets/{id}", "secret.inspect", "id"},
+    {"POST", "/secrets/{id}/update", "secret.update", "id"},
+    {"GET", "/configs", "config.list", ""},
+    {"POST", "/configs/create", "config.create", ""},
+    {"DELETE", "/configs/{id}", "config.remove", "id"},
+    {"GET", "/configs/{id}", "config.inspect", "id"},
+    {"POST", "/configs/{id}/update", "config.update", "id"},
+    // --- plugin ----------------------------------------------------------------------------
+    {"GET", "/plugins", "plugin.list", ""},
+    {"GET", "/plugins/{name:.*}/json", "plugin.inspect", "name"},
+    {"GET", "/plugins/privileges", "plugin.privileges", "?remote"},
+    {"DELETE", "/plugins/{name:.*}", "plugin.remove", "name"},
+    {"POST", "/plugins/{name:.*}/enable", "plugin.enable", "name"},
+    {"POST", "/plugins/{name:.*}/disable", "plugin.disable", "name"},
+    {"POST", "/plugins/pull", "plugin.install", "?remote"},
+    {"POST", "/plugins/{name:.*}/push", "plugin.push", "name"},
+    {"POST", "/plugins/{name:.*}/upgrade", "plugin.upgrade", "name"},
+    {"POST", "/plugins/{name:.*}/set", "plugin.set", "name"},
+    {"POST", "/plugins/create", "plugin.create", "?name"},
+    // --- distribution ----------------------------------------------------------------------
+    {"GET", "/distribution/{name:.*}/json", "distribution.inspect", "name"},
+    // --- network ---------------------------------------------------------------------------
+    {"GET", "/networks", "network.list", ""},
+    {"GET", "/networks/", "network.list", ""},
+    {"GET", "/networks/{id:.+}", "network.inspect", "id"},
+    {"POST", "/networks/create", "network.create", ""},
+    {"POST", "/networks/{id:.*}/connect", "network.connect", "id"},
+    {"POST", "/networks/{id:.*}/disconnect", "network.disconnect", "id"},
+    {"POST", "/networks/prune", "network.prune", ""},
+    {"DELETE", "/networks/{id:.*}", "network.remove", "id"},
+    // --- grpc ------------------------------------------------------------------------------
+    {"POST", "/grpc", "grpc", ""},
+    // --- debug: registered as m.Path("/debug" + path) with no method and no version ----------
+    {"*", "/debug/vars", "debug.vars", "", false, true},
+    {"*", "/debug/pprof/", "debug.pprof", "", false, true},
+    {"*", "/debug/pprof/cmdline", "debug.pprof", "", false, true},
+    {"*", "/debug/pprof/profile", "debug.pprof", "", false, true},
+    {"*", "/debug/pprof/symbol", "debug.pprof", "", false, true},
+    {"*", "/debug/pprof/trace", "debug.pprof", "", false, true},
+    {"*", "/debug/pprof/{name}", "debug.pprof", "name", false, true},
+};
+
+enum class VarKind { NoSlash, Any, NonEmpty };
+
+struct Token {
+  bool is_var = false;
+  std::string_view text; // literal text, or the variable name
+  VarKind kind = VarKind::NoSlash;
+};
+
+std::vector<Token> tokenize(std::string_view pattern) {
+  std::vector<Token> out;
+  std::size_t i = 0;
+  while (i < pattern.size()) {
+    std::size_t open = pattern.find('{', i);
+    if (open != i) {
+      out.push_back({false, pattern.substr(i, open - i), VarKind::NoSlash});
+      if (open == std::string_view::npos) break;
+    }
+    std::size_t close = pattern.find('}', open);
+    std::string_view inner = pattern.substr(open + 1, close - open - 1);
+    Token t;
+    t.is_var = true;
+    std::size_t colon = inner.find(':');
+    t.text = inner.substr(0, colon);
+    std::string_view re = colon == std::string_view::npos ? "" : inner.substr(colon + 1);
+    t.kind = re == ".*" ? VarKind::Any : re == ".+" ? VarKind::NonEmpty : VarKind::NoSlash;
+    out.push_back(t);
+    i = close + 1;
+  }
+  return out;
+}
+
+struct CompiledRoute {
+  const Route *route;
+  std::vector<Token> tokens;
+};
+
+const std::vector<CompiledRoute> &compiled_routes() {
+  static const std::vector<CompiledRoute> compiled = [] {
+    std::vector<CompiledRoute> v;
+    v.reserve(kRoutes.size());
+    for (const auto &r : kRoutes)
+      v.push_back({&r, tokenize(r.pattern)});
+    return v;
+  }();
+  return compiled;
+}
+
+bool var_accepts(VarKind kind, std::string_view value) {
+  switch (kind) {
+  case VarKind::Any:
+    return true;
+  case VarKind::NonEmpty:
+    return !value.empty();
+  case VarKind::NoSlash:
+    return !value.empty() && value.find('/') == std::string_view::npos;
+  }
+  return false;
+}
+
+// Anchored match of tokens[ti..] against path[pos..]; variables are greedy (longest first), as
+// Go's regexp leftmost-first does for ".*". Patterns have at most two variables.
+bool match_tokens(const std::vector<Token> &tokens, std::size_t ti, std::string_view path,
+                  std::size_t pos, std::map<std::string_view, std::string_view> &vars) {
+  if (ti == tokens.size()) return pos == path.size();
+  const Token &t = tokens[ti];
+  if (!t.is_var) {
+    if (path.substr(pos, t.text.size()) != t.text) return false;
+    return match_tokens(tokens, ti + 1, path, pos + t.text.size(), vars);
+  }
+  std::size_t remaining = path.size() - pos;
+  for (std::size_t len = remaining + 1; len-- > 0;) {
+    std::string_view value = path.substr(pos, len);
+    if (!var_accepts(t.kind, value)) continue;
+    vars[t.text] = value;
+    if (match_tokens(tokens, ti + 1, path, pos + len, vars)) return true;
+  }
+  vars.erase(t.text);
+  return false;
+}
+
+bool method_matches(std::string_view methods, std::string_view method) {
+  if (methods == "*") return method != "OPTIONS";
+  while (!methods.empty()) {
+    std::size_t bar = methods.find('|');
+    if (methods.substr(0, bar) == method) return true;
+    if (bar == std::string_view::npos) break;
+    methods.remove_prefix(bar + 1);
+  }
+  return false;
+}
+
+const std::vector<std::string_view> kQueryKeysThatMustBeUnique = {
+    "name", "container", "repo", "tag", "fromImage", "fromSrc", "remote", "term", "id"};
+
+} // namespace
+
+const std::vector<Route> &route_table() {
+  return kRoutes;
+}
+
+RouteMatch match_route(std::string_view method, std::string_view path, bool versioned,
+                       const QueryParams &query) {
+  RouteMatch m;
+  const CompiledRoute *first = nullptr;
+  std::map<std::string_view, std::string_view> first_vars;
+  for (const auto &cr : compiled_routes()) {
+    if (versioned && cr.route->unversioned_only) continue;
+    if (!method_matches(cr.route->methods, method)) continue;
+    std::map<std::string_view, std::string_view> vars;
+    if (!match_tokens(cr.tokens, 0, path, 0, vars)) continue;
+    if (!first) {
+      first = &cr;
+      first_vars = std::move(vars);
+      if (cr.route->first_wins) break;
+      continue;
+    }
+    if (cr.route->action != first->route->action) {
+      m.invalid = "The request path matches more than one API route.";
+      return m;
+    }
+  }
+  if (!first) return m;
+  const Route &r = *first->route;
+  m.route = &r;
+  m.action = std::string(r.action);
+
+  // The daemon reads the first value of a repeated query key; a repeated key that names the
+  // object or the image is a sign of a confusion attempt, so refuse it.
+  for (auto key : kQueryKeysThatMustBeUnique) {
+    if (query.count(key) > 1) {
+      m.invalid = "The query parameter '" + std::string(key) + "' is repeated.";
+      return m;
+    }
+  }
+
+  if (!r.object.empty()) {
+    if (r.object.front() == '?') {
+      m.object = query.first(r.object.substr(1)).value_or("");
+    } else if (auto it = first_vars.find(r.object); it != first_vars.end()) {
+      m.object = std::string(it->second);
+    }
+  }
+
+  if (r.action == "image.create") {
+    bool pull = !query.first("fromImage").value_or("").empty();
+    bool import = !query.first("fromSrc").value_or("").empty();
+    if (pull == import) {
+      m.action = "unknown";
+      m.invalid = pull ? "POST /images/create has both fromImage and fromSrc."
+                       : "POST /images/create has neither fromImage nor fromSrc.";
+      return m;
+    }
+    m.action = pull ? "image.pull" : "image.import";
+    m.object = *query.first(pull ? "fromImage" : "fromSrc");
+  }
+  return m;
+}
+
+std::vector<std::string> route_table_actions() {
+  std::set<std::string> s;
+  for (const auto &r : kRoutes) {
+    if (r.action == "image.create") {
+      s.insert("image.pull");
+      s.insert("image.import");
+    } else {
+      s.insert(std::string(r.action));
+    }
+  }
+  return {s.begin(), s.end()};
+}
+
+} // namespace portcullis
