@@ -8,7 +8,7 @@ PKGS=(
   libspdlog-dev doctest-dev libldap-dev
   clang libclang-rt-14-dev clang-format
   docker.io containerd runc busybox-static
-  openssl curl iproute2 procps
+  openssl curl iproute2 procps jq
   wrk hyperfine
 )
 missing=()
