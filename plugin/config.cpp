@@ -19,7 +19,8 @@ std::string where(const std::string &file, const YAML::Node &n) {
 
 void check_keys(const YAML::Node &map, const std::set<std::string> &allowed,
                 const std::string &file, const std::string &ctx) {
-  for (auto it = map.begin(); it != map.end(); ++it) {
+  for (auto kv : map) {
+    auto *it = &kv;
     const auto k = it->first.as<std::string>();
     if (!allowed.count(k)) {
       std::string list;

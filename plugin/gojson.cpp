@@ -40,7 +40,7 @@ std::string go_fold(std::string_view key) {
   return out;
 }
 
-JsonParseResult parse_json_strict(std::string_view text, const JsonLimits& limits) {
+JsonParseResult parse_json_strict(std::string_view text, const JsonLimits &limits) {
   JsonParseResult r;
   if (text.size() > limits.max_bytes) {
     r.error = "JSON document of " + std::to_string(text.size()) + " bytes exceeds the limit of " +
@@ -49,7 +49,7 @@ JsonParseResult parse_json_strict(std::string_view text, const JsonLimits& limit
   }
   std::vector<std::set<std::string>> keys; // one set per open object
   std::vector<bool> is_object;             // container stack
-  auto cb = [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) -> bool {
+  auto cb = [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json &parsed) -> bool {
     using E = nlohmann::json::parse_event_t;
     switch (ev) {
     case E::object_start:
@@ -67,7 +67,7 @@ JsonParseResult parse_json_strict(std::string_view text, const JsonLimits& limit
       }
       break;
     case E::key: {
-      const std::string& k = parsed.get_ref<const std::string&>();
+      const std::string &k = parsed.get_ref<const std::string &>();
       if (!keys.empty() && !keys.back().insert(go_fold(k)).second)
         throw LimitExceeded{"duplicate JSON key \"" + k.substr(0, 64) +
                             "\" (keys are compared case-insensitively, as dockerd does)"};
@@ -81,10 +81,10 @@ JsonParseResult parse_json_strict(std::string_view text, const JsonLimits& limit
   try {
     r.value = nlohmann::json::parse(text.begin(), text.end(), cb, /*allow_exceptions=*/true,
                                     /*ignore_comments=*/false);
-  } catch (const LimitExceeded& e) {
+  } catch (const LimitExceeded &e) {
     r.value.reset();
     r.error = e.message;
-  } catch (const nlohmann::json::exception& e) {
+  } catch (const nlohmann::json::exception &e) {
     r.value.reset();
     // nlohmann's message ends with "; last read: '<input>'", which can echo request content
     // (environment values, ...). Keep only the position and the kind of error.
@@ -121,7 +121,7 @@ bool folded_equals(std::string_view key, std::string_view folded) {
 }
 } // namespace
 
-const nlohmann::json* go_field(const nlohmann::json& obj, std::string_view field) {
+const nlohmann::json *go_field(const nlohmann::json &obj, std::string_view field) {
   if (!obj.is_object()) return nullptr;
   const std::string want = go_fold(field);
   for (auto it = obj.begin(); it != obj.end(); ++it)

@@ -27,7 +27,7 @@ struct JsonParseResult {
 };
 
 // Strict parse as described above.
-JsonParseResult parse_json_strict(std::string_view text, const JsonLimits& limits);
+JsonParseResult parse_json_strict(std::string_view text, const JsonLimits &limits);
 
 // Go's encoding/json key folding: ASCII letters upper-cased, every other rune mapped to the
 // smallest rune of its simple-fold orbit (only U+017F->'S' and U+212A->'K' reach ASCII).
@@ -36,6 +36,6 @@ std::string go_fold(std::string_view key);
 // Finds the member of `obj` that Go would decode into a struct field named `field`
 // (case-insensitive with Go's folding). Returns nullptr when absent or when obj is not an object.
 // parse_json_strict guarantees there is at most one such member.
-const nlohmann::json* go_field(const nlohmann::json& obj, std::string_view field);
+const nlohmann::json *go_field(const nlohmann::json &obj, std::string_view field);
 
 } // namespace portcullis

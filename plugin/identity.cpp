@@ -5,11 +5,29 @@
 #include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <unordered_map>
 #include <yaml-cpp/yaml.h>
 
 namespace portcullis {
 
 namespace {
+// dockerd sends the same client certificate with every request of a connection; parsing it
+// with OpenSSL costs more than the rest of the decision. Cache the parse by the exact PEM text
+// (bounded; cleared when full). Only the parse is cached, never a decision.
+std::optional<CertificateInfo> parse_certificate_cached(const std::string &pem) {
+  static std::mutex mu;
+  static std::unordered_map<std::string, std::optional<CertificateInfo>> cache;
+  {
+    std::lock_guard lock(mu);
+    if (auto it = cache.find(pem); it != cache.end()) return it->second;
+  }
+  auto info = parse_certificate_pem(pem);
+  std::lock_guard lock(mu);
+  if (cache.size() >= 4096) cache.clear();
+  cache.emplace(pem, info);
+  return info;
+}
+
 std::string at(const std::string &file, const YAML::Mark &m) {
   return file + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1) + ": ";
 }
@@ -25,7 +43,8 @@ FileDirectory::parse(const std::string &text, const std::string &filename, std::
       error = at(filename, root.Mark()) + "expected a mapping with key 'users'";
       return nullptr;
     }
-    for (auto it = root.begin(); it != root.end(); ++it) {
+    for (auto kv : root) {
+      auto *it = &kv;
       const std::string key = it->first.as<std::string>();
       if (key != "users") {
         error = at(filename, it->first.Mark()) + "unknown key '" + key + "' (expected 'users')";
@@ -38,7 +57,8 @@ FileDirectory::parse(const std::string &text, const std::string &filename, std::
       error = at(filename, users.Mark()) + "'users' must map user names to lists of groups";
       return nullptr;
     }
-    for (auto it = users.begin(); it != users.end(); ++it) {
+    for (auto kv : users) {
+      auto *it = &kv;
       const std::string name = it->first.as<std::string>();
       if (name.empty()) {
         error = at(filename, it->first.Mark()) + "empty user name";
@@ -114,7 +134,7 @@ IdentityResult identify(const AuthzRequest &req, const Directory &directory) {
       return r;
     }
     if (has_certs) {
-      auto info = parse_certificate_pem(req.peer_certificates.front());
+      auto info = parse_certificate_cached(req.peer_certificates.front());
       if (!info) {
         r.error = "client certificate from the daemon could not be parsed";
         return r;

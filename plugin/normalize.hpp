@@ -3,13 +3,13 @@
 // docs/NORMALIZATION.md and ../shared/research/docker-authz-protocol.md.
 #pragma once
 
+#include "plugin/gojson.hpp"
+#include "policy/model.hpp"
+
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include "plugin/gojson.hpp"
-#include "policy/model.hpp"
 
 namespace portcullis {
 
@@ -28,6 +28,6 @@ struct NormalizeOptions {
 };
 
 // Never throws. Problems are reported in Request::invalid (which the policy denies).
-Request normalize(const RawHttpRequest& raw, const NormalizeOptions& opts = {});
+Request normalize(const RawHttpRequest &raw, const NormalizeOptions &opts = {});
 
 } // namespace portcullis

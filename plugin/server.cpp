@@ -25,42 +25,70 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using local = asio::local::stream_protocol;
-using Stream = beast::basic_stream<local, asio::any_io_executor, beast::unlimited_rate_policy>;
 
 namespace {
+
+class Session;
 
 struct Shared {
   Handler handler;
   ServerOptions opts;
   std::atomic<bool> stopping{false};
   std::atomic<int> busy{0}; // requests read but not yet answered
+  std::mutex reg_mu;
+  std::vector<std::weak_ptr<Session>> sessions;
 };
 
+using SteadyClock = std::chrono::steady_clock;
+
+inline std::int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(SteadyClock::now().time_since_epoch())
+      .count();
+}
+
+// A session is driven by one chain of async operations at a time (read, then write, then read
+// ...), so it needs no strand and no per-operation timer: a sweeper closes connections that
+// made no progress for idle_timeout_seconds by shutting the descriptor down, which completes the
+// pending operation with an error.
 class Session : public std::enable_shared_from_this<Session> {
 public:
   Session(local::socket sock, std::shared_ptr<Shared> shared)
-      : stream_(std::move(sock)), shared_(std::move(shared)) {}
+      : socket_(std::move(sock)), fd_(socket_.native_handle()), shared_(std::move(shared)) {}
   ~Session() {
     if (busy_) shared_->busy.fetch_sub(1);
   }
 
-  void start() { read_next(); }
+  void start() {
+    {
+      std::lock_guard lock(shared_->reg_mu);
+      shared_->sessions.push_back(weak_from_this());
+    }
+    read_next();
+  }
+
+  // Called by the sweeper (any thread) while it holds a reference to this session, so the
+  // descriptor is still open: shutdown(2) on it is safe and wakes the pending operation.
+  void shutdown_if_stale(std::int64_t now, std::int64_t limit) {
+    if (now - last_activity_.load(std::memory_order_relaxed) > limit) ::shutdown(fd_, SHUT_RDWR);
+  }
 
 private:
+  void touch() { last_activity_.store(now_seconds(), std::memory_order_relaxed); }
+
   void read_next() {
     parser_.emplace();
     parser_->body_limit(shared_->opts.max_body_bytes);
     parser_->header_limit(64 * 1024);
-    // While idle between keep-alive requests the idle timeout applies; it is reset to the read
-    // timeout once bytes arrive (approximated: one deadline for the whole request).
-    stream_.expires_after(std::chrono::seconds(shared_->opts.idle_timeout_seconds));
-    http::async_read(stream_, buffer_, *parser_,
+    touch();
+    http::async_read(socket_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::on_read, shared_from_this()));
   }
 
   void on_read(beast::error_code ec, std::size_t) {
-    if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == beast::error::timeout ||
-        ec == asio::error::connection_reset || ec == asio::error::operation_aborted) {
+    touch();
+    if (ec == http::error::end_of_stream || ec == asio::error::eof ||
+        ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
+        ec == asio::error::shut_down || ec == asio::error::broken_pipe) {
       return close();
     }
     if (ec == http::error::body_limit) {
@@ -86,20 +114,19 @@ private:
   }
 
   void write_reply(int status, std::string body, bool keep_alive, unsigned version = 11) {
-    auto res = std::make_shared<http::response<http::string_body>>(
-        static_cast<http::status>(status), version);
-    res->set(http::field::content_type, "application/vnd.docker.plugins.v1.2+json");
-    res->keep_alive(keep_alive);
-    res->body() = std::move(body);
-    res->prepare_payload();
-    stream_.expires_after(std::chrono::seconds(shared_->opts.read_timeout_seconds));
-    http::async_write(
-        stream_, *res,
-        [self = shared_from_this(), res, keep_alive](beast::error_code ec, std::size_t) {
-          self->set_busy(false);
-          if (ec || !keep_alive) return self->close();
-          self->read_next();
-        });
+    res_ = {};
+    res_.result(static_cast<http::status>(status));
+    res_.version(version);
+    res_.set(http::field::content_type, "application/vnd.docker.plugins.v1.2+json");
+    res_.keep_alive(keep_alive);
+    res_.body() = std::move(body);
+    res_.prepare_payload();
+    http::async_write(socket_, res_,
+                      [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
+                        self->set_busy(false);
+                        if (ec || !keep_alive) return self->close();
+                        self->read_next();
+                      });
   }
 
   void set_busy(bool b) {
@@ -112,17 +139,61 @@ private:
     write_reply(status, std::move(body), false);
   }
 
+  // Only shuts the connection down; the descriptor is closed by the socket's destructor, so a
+  // sweeper holding a reference never touches a reused descriptor.
   void close() {
     beast::error_code ec;
-    stream_.socket().shutdown(local::socket::shutdown_both, ec);
-    stream_.socket().close(ec);
+    socket_.shutdown(local::socket::shutdown_both, ec);
   }
 
-  Stream stream_;
+  local::socket socket_;
+  int fd_;
   std::shared_ptr<Shared> shared_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  http::response<http::string_body> res_;
+  std::atomic<std::int64_t> last_activity_{now_seconds()};
   bool busy_ = false;
+};
+
+// Every second: forget finished sessions, shut down the ones idle for too long.
+class Sweeper : public std::enable_shared_from_this<Sweeper> {
+public:
+  Sweeper(asio::io_context &ioc, std::shared_ptr<Shared> shared)
+      : timer_(ioc), shared_(std::move(shared)) {}
+  void start() {
+    timer_.expires_after(std::chrono::seconds(1));
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || self->shared_->stopping) return;
+      self->sweep();
+      self->start();
+    });
+  }
+  void cancel() { timer_.cancel(); }
+
+private:
+  void sweep() {
+    const auto now = now_seconds();
+    const std::int64_t limit = shared_->opts.idle_timeout_seconds;
+    std::vector<std::shared_ptr<Session>> live;
+    {
+      std::lock_guard lock(shared_->reg_mu);
+      auto &v = shared_->sessions;
+      std::size_t keep = 0;
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        if (auto sp = v[i].lock()) {
+          live.push_back(std::move(sp));
+          if (keep != i) v[keep] = v[i]; // (self-move would empty a weak_ptr)
+          ++keep;
+        }
+      }
+      v.resize(keep);
+    }
+    for (auto &sp : live)
+      sp->shutdown_if_stale(now, limit);
+  }
+  asio::steady_timer timer_;
+  std::shared_ptr<Shared> shared_;
 };
 
 class Listener : public std::enable_shared_from_this<Listener> {
@@ -137,7 +208,7 @@ public:
 
 private:
   void accept() {
-    acceptor_.async_accept(asio::make_strand(ioc_),
+    acceptor_.async_accept(ioc_,
                            [self = shared_from_this()](beast::error_code ec, local::socket sock) {
                              if (ec == asio::error::operation_aborted || self->shared_->stopping)
                                return;
@@ -260,6 +331,8 @@ int run_server(const ServerOptions &opts, Handler handler, ReloadHook on_reload,
 
   auto listener = std::make_shared<Listener>(ioc, std::move(acceptor), shared);
   listener->start();
+  auto sweeper = std::make_shared<Sweeper>(ioc, shared);
+  sweeper->start();
 
   asio::signal_set signals(ioc, SIGINT, SIGTERM, SIGHUP);
   asio::steady_timer drain(ioc);
@@ -277,6 +350,7 @@ int run_server(const ServerOptions &opts, Handler handler, ReloadHook on_reload,
   auto begin_stop = [&] {
     if (shared->stopping.exchange(true)) return;
     listener->stop();
+    sweeper->cancel();
     // Idle keep-alive connections are parked in async_read and hold no request to finish; they
     // are torn down with the io_context. Requests being answered get up to 5 s.
     *drain_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);

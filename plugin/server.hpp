@@ -18,8 +18,7 @@ struct ServerOptions {
   unsigned socket_mode = 0600;
   std::string socket_group; // "" = leave as created
   std::size_t max_body_bytes = 16u << 20;
-  int idle_timeout_seconds = 300; // keep-alive idle limit
-  int read_timeout_seconds = 30;  // a started request must arrive completely within this
+  int idle_timeout_seconds = 300; // a connection making no progress this long is closed
   int threads = 2;
 };
 

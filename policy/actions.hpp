@@ -6,7 +6,7 @@
 namespace portcullis {
 
 // Every action name, sorted. "unknown" is included: it is what unrecognised routes become.
-const std::vector<std::string_view>& known_actions();
+const std::vector<std::string_view> &known_actions();
 
 bool is_known_action(std::string_view name);
 

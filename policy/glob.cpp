@@ -89,12 +89,16 @@ std::optional<std::string> normalize_absolute_path(std::string_view path) {
     }
     i = j + 1;
   }
-  std::string out;
-  for (auto s : segs) {
-    out += '/';
-    out += s;
+  std::size_t total = 0;
+  for (auto seg : segs)
+    total += seg.size() + 1;
+  if (total == 0) return "/";
+  std::string out(total, '/');
+  std::size_t pos = 0;
+  for (auto seg : segs) {
+    out.replace(pos + 1, seg.size(), seg.data(), seg.size()); // out[pos] is already '/'
+    pos += seg.size() + 1;
   }
-  if (out.empty()) out = "/";
   return out;
 }
 

@@ -31,11 +31,12 @@ struct ImageRef {
 // Facts decoded from a container-create (or exec-create) body.
 struct ContainerFacts {
   bool privileged = false;
-  std::vector<std::string> capabilities; // CapAdd as the daemon normalizes: "CAP_SYS_ADMIN", or "ALL"
+  std::vector<std::string>
+      capabilities; // CapAdd as the daemon normalizes: "CAP_SYS_ADMIN", or "ALL"
   std::vector<HostMount> host_mounts;
   std::optional<ImageRef> image;
-  std::string user;            // Config.User as given; "" means the image default
-  bool user_is_root = true;    // "", "root", "0", "root:*", "0:*" (image default is treated as root)
+  std::string user;         // Config.User as given; "" means the image default
+  bool user_is_root = true; // "", "root", "0", "root:*", "0:*" (image default is treated as root)
   std::vector<std::string> host_namespaces; // "pid","network","ipc","uts","userns","cgroupns"
                                             // (host mode or joining another container's namespace)
   std::vector<std::string> devices;         // host devices, device cgroup rules, device requests
@@ -67,12 +68,12 @@ struct Principal {
 
 struct Decision {
   bool allow = false;
-  std::string rule;                // deciding rule name, or "default-deny" / "invalid-request" / ...
-  std::string reason;              // human-readable, no secrets
-  std::vector<std::string> roles;  // the caller's roles under the policy that decided
+  std::string rule;               // deciding rule name, or "default-deny" / "invalid-request" / ...
+  std::string reason;             // human-readable, no secrets
+  std::vector<std::string> roles; // the caller's roles under the policy that decided
 };
 
 // Principal name used for callers on the unix socket (no TLS identity).
-inline constexpr const char* kLocalPrincipal = "local";
+inline constexpr const char *kLocalPrincipal = "local";
 
 } // namespace portcullis

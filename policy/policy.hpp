@@ -2,20 +2,20 @@
 // evaluate. No I/O here: callers read files and hand over the text.
 #pragma once
 
+#include "policy/model.hpp"
+
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "policy/model.hpp"
-
 namespace portcullis {
 
 struct Diagnostic {
   std::string file;
-  int line = 0;   // 1-based; 0 when unknown
-  int column = 0; // 1-based; 0 when unknown
-  std::string message; // says what was found and what was expected
+  int line = 0;                  // 1-based; 0 when unknown
+  int column = 0;                // 1-based; 0 when unknown
+  std::string message;           // says what was found and what was expected
   std::string to_string() const; // "file:line:col: error: message"
 };
 
@@ -34,12 +34,12 @@ public:
   virtual ~CompiledPolicy() = default;
 
   // Roles bound to this principal (by user name or by any of its groups), sorted, unique.
-  virtual std::vector<std::string> roles_for(const Principal& who) const = 0;
+  virtual std::vector<std::string> roles_for(const Principal &who) const = 0;
 
   // Decide. Never throws. Order: invalid request -> deny "invalid-request"; any matching
   // guardrail (deny rule) -> deny; any matching allow rule of one of the caller's roles -> allow;
   // otherwise deny "default-deny". Decision::roles is filled in.
-  virtual Decision evaluate(const Principal& who, const Request& req) const = 0;
+  virtual Decision evaluate(const Principal &who, const Request &req) const = 0;
 
   // Counts, for logs and `policy check`.
   virtual std::size_t role_count() const = 0;

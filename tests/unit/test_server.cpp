@@ -79,7 +79,8 @@ struct TestServer {
   std::atomic<int> calls{0};
   int rc = -1;
 
-  explicit TestServer(std::size_t max_body = 1 << 20) {
+  int idle = 5;
+  explicit TestServer(std::size_t max_body = 1 << 20, int idle_seconds = 5) : idle(idle_seconds) {
     char tmpl[] = "/tmp/portcullis-srv-XXXXXX";
     dir = mkdtemp(tmpl);
     sock = dir + "/p.sock";
@@ -90,7 +91,7 @@ struct TestServer {
     o.socket_path = sock;
     o.max_body_bytes = max_body;
     o.threads = 2;
-    o.idle_timeout_seconds = 5;
+    o.idle_timeout_seconds = idle;
     thread = std::thread([this, o] {
       rc = run_server(
           o,
@@ -251,4 +252,24 @@ TEST_CASE("server: stale socket is replaced, a live one is not") {
   o3.socket_path = file;
   CHECK(run_server(o3, nullptr, nullptr) == 2);
   CHECK(fs::exists(file));
+}
+
+TEST_CASE("server: idle connections are closed after the idle timeout") {
+  TestServer s(1 << 20, 1);
+  int fd = dial(s.sock);
+  REQUIRE(fd >= 0);
+  send_all(fd, post("/Plugin.Activate", ""));
+  CHECK(read_response(fd).find("authz") != std::string::npos);
+  char c;
+  auto t0 = std::chrono::steady_clock::now();
+  ssize_t n = ::recv(fd, &c, 1, 0); // blocks until the server closes (SO_RCVTIMEO is 10 s)
+  auto waited = std::chrono::steady_clock::now() - t0;
+  CHECK(n == 0);
+  CHECK(waited < std::chrono::seconds(5));
+  ::close(fd);
+  // A half-sent request is cut off the same way.
+  int fd2 = dial(s.sock);
+  send_all(fd2, "POST /AuthZPlugin.AuthZReq HTTP/1.1\r\nContent-Length: 100\r\n\r\n{");
+  CHECK(::recv(fd2, &c, 1, 0) == 0);
+  ::close(fd2);
 }
