@@ -254,14 +254,19 @@ PluginReply AuthzService::authz_request(std::string_view body) {
 
 PluginReply AuthzService::authz_response(std::string_view body) {
   // The request was already authorised (dockerd only calls AuthZRes after an allow). Responses
-  // are not inspected in this version; a malformed call is still refused.
-  const JsonLimits limits{config_.max_request_bytes, config_.max_json_depth};
-  DecodeResult decoded = decode_authz_request(body, limits);
-  if (!decoded.request) {
+  // are not inspected in this version, so the call is only validated as a JSON object within
+  // the size limit (a syntax check without building a document: this runs on every API call),
+  // and a malformed call is still refused.
+  const bool ok = !body.empty() && body.size() <= config_.max_request_bytes &&
+                  body.find_first_not_of(" \t\r\n") != std::string_view::npos &&
+                  body[body.find_first_not_of(" \t\r\n")] == '{' &&
+                  nlohmann::json::accept(body.begin(), body.end());
+  if (!ok) {
     const std::string id = new_decision_id();
-    spdlog::warn("malformed AuthZRes call, denying (decision {}): {}", id, decoded.error);
-    return {200,
-            encode_authz_response(false, deny_message(decoded.error, "malformed-request", id))};
+    spdlog::warn("malformed AuthZRes call, denying (decision {})", id);
+    return {200, encode_authz_response(false,
+                                       deny_message("malformed response-phase call from the daemon",
+                                                    "malformed-request", id))};
   }
   return {200, encode_authz_response(true, "")};
 }

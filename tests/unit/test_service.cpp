@@ -168,7 +168,10 @@ TEST_CASE("malformed calls are denied with a clear message, never allowed") {
     CHECK(j["Msg"].get<std::string>().find("rule=malformed-request") != std::string::npos);
   }
   // AuthZRes: malformed -> deny; well-formed -> allow.
-  CHECK(json::parse(f.svc->handle("POST", "/AuthZPlugin.AuthZRes", "{").body)["Allow"] == false);
+  for (const char *b : {"{", "", "[]", "null", "{} {}", "{\"a\":1} x"}) {
+    CAPTURE(b);
+    CHECK(json::parse(f.svc->handle("POST", "/AuthZPlugin.AuthZRes", b).body)["Allow"] == false);
+  }
   CHECK(json::parse(f.svc
                         ->handle("POST", "/AuthZPlugin.AuthZRes",
                                  tls_request("alice", "GET", "/_ping").dump())
