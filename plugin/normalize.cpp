@@ -3,6 +3,7 @@
 #include "plugin/imageref.hpp"
 #include "plugin/routes.hpp"
 #include "plugin/uri.hpp"
+#include "policy/glob.hpp"
 
 #include <algorithm>
 #include <set>
@@ -129,27 +130,11 @@ void add_unique(std::vector<std::string> &v, std::string s) {
 
 // --- facts ------------------------------------------------------------------------------------
 
-// Lexical normalization of an absolute path: "//", "." and ".." resolved, no trailing slash.
+// Lexical normalization of an absolute path, with the very function the policy compiler uses
+// for its globs, so facts and patterns can never disagree. A path it refuses (NUL byte) stays
+// as given: not normalized, it fails every allow rule and matches every path guardrail.
 std::string clean_absolute_path(std::string_view p) {
-  std::vector<std::string_view> segs;
-  std::size_t i = 0;
-  while (i < p.size()) {
-    std::size_t j = p.find('/', i);
-    if (j == std::string_view::npos) j = p.size();
-    std::string_view seg = p.substr(i, j - i);
-    if (seg == "..") {
-      if (!segs.empty()) segs.pop_back();
-    } else if (!seg.empty() && seg != ".") {
-      segs.push_back(seg);
-    }
-    i = j + 1;
-  }
-  std::string out;
-  for (auto s : segs) {
-    out += '/';
-    out += s;
-  }
-  return out.empty() ? "/" : out;
+  return normalize_absolute_path(p).value_or(std::string(p));
 }
 
 bool is_root_user(std::string_view user) {
