@@ -1,6 +1,7 @@
 // Evaluation of a compiled policy: invalid request -> guardrails -> allow rules -> default deny.
 // Never throws; an unexpected exception becomes a deny with rule "internal-error".
 #include "policy/compiled.hpp"
+#include "policy/text.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -13,27 +14,13 @@ constexpr std::size_t kMaxShown = 200;
 
 // Request-controlled text for a reason: quoted, control characters replaced, length capped.
 std::string shown(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s.substr(0, kMaxShown)) {
-    auto uc = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (uc < 0x20 || uc == 0x7F) {
-      out += '?';
-    } else {
-      out += c;
-    }
-  }
-  if (s.size() > kMaxShown) out += "...";
-  out += '"';
-  return out;
+  return "\"" + escape_for_message(s.substr(0, kMaxShown)) + (s.size() > kMaxShown ? "..." : "") +
+         "\"";
 }
 
 // Like shown(), without the quotes: for normalized paths, which read better bare.
 std::string bare(std::string_view s) {
-  std::string q = shown(s);
-  return q.substr(1, q.size() - 2);
+  return escape_for_message(s.substr(0, kMaxShown)) + (s.size() > kMaxShown ? "..." : "");
 }
 
 const ImageRef *image_fact(const Request &req) {

@@ -2,6 +2,7 @@
 // key and value, collecting all problems with their 1-based line:column.
 #include "policy/actions.hpp"
 #include "policy/ast.hpp"
+#include "policy/text.hpp"
 
 #include <algorithm>
 #include <array>
@@ -50,18 +51,7 @@ std::string join(std::initializer_list<std::string_view> items) {
 }
 
 std::string quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    auto uc = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (uc < 0x20 || uc == 0x7F) {
-      out += '?';
-    } else {
-      out += c;
-    }
-  }
+  std::string out = "\"" + escape_for_message(s);
   if (out.size() > 80) out = out.substr(0, 77) + "...";
   out += '"';
   return out;
