@@ -547,6 +547,8 @@ Request normalize_impl(const RawHttpRequest &raw, const NormalizeOptions &opts) 
       if (!pr.value) fail("The JSON request body is invalid: " + pr.error);
       body = std::move(pr.value);
     }
+    if ((r.action == "container.create" || r.action == "container.exec") && !body)
+      fail("The JSON request body is missing."); // also guaranteed above; never dereference empty
     if (r.action == "container.create") {
       std::string version = r.api_version.empty() ? opts.default_api_version : r.api_version;
       r.container = decode_create(*body, version);
