@@ -2,6 +2,7 @@
 #pragma once
 
 #include "plugin/codec.hpp"
+#include "plugin/directory.hpp"
 #include "policy/model.hpp"
 
 #include <map>
@@ -12,37 +13,6 @@
 #include <vector>
 
 namespace portcullis {
-
-struct DirectoryResult {
-  bool ok = false;
-  std::vector<std::string> groups; // sorted, unique
-  std::string error;               // when !ok: why the directory could not answer
-};
-
-// Groups for a user name. Implementations must be thread-safe. An unknown user is ok with no
-// groups; an unreachable or broken directory is !ok (and the request is denied).
-class Directory {
-public:
-  virtual ~Directory() = default;
-  virtual DirectoryResult groups_for(const std::string &user) const = 0;
-  virtual std::string describe() const = 0;
-};
-
-// The embedded default: a YAML file `users: {name: [group, ...]}`.
-class FileDirectory final : public Directory {
-public:
-  // Parses the YAML text; on error returns nullptr and sets `error` (with line:col).
-  static std::unique_ptr<FileDirectory> parse(const std::string &text, const std::string &filename,
-                                              std::string &error);
-  static std::unique_ptr<FileDirectory> load(const std::string &path, std::string &error);
-  DirectoryResult groups_for(const std::string &user) const override;
-  std::string describe() const override { return "file " + filename_; }
-  std::size_t user_count() const { return users_.size(); }
-
-private:
-  std::string filename_;
-  std::map<std::string, std::vector<std::string>> users_;
-};
 
 struct IdentityResult {
   std::optional<Principal> principal; // empty on error
