@@ -27,7 +27,7 @@ struct DirectoryResult {
   bool found = false;              // the user exists in the directory
   std::string user_dn;             // LDAP: the user's entry
   std::vector<GroupMembership> memberships; // same groups, with details (whoami, audit)
-  std::string cache;               // "", "hit", "miss", "stale", "refresh"
+  std::string cache;                        // "", "hit", "miss", "stale", "refresh"
 };
 
 // Groups for a user name. Implementations must be thread-safe. An unknown user is ok with no
@@ -46,6 +46,39 @@ public:
   }
   // Forget cached answers (policy reload, admin request).
   virtual void flush() const {}
+  // True when every caller must have an entry (LDAP): an unknown user is then denied instead of
+  // getting only the roles bound to its name.
+  virtual bool requires_entry() const { return false; }
+};
+
+// What a remote directory (LDAP) answers for one user, before caching.
+enum class LookupStatus {
+  found,       // exactly one entry; groups complete
+  not_found,   // the directory answered: no such user (or a name that cannot be one)
+  unreachable, // transport-class failure: could not connect, timed out, server down
+  failed,      // the directory answered but the answer is unusable (duplicate users, size
+               // limit, nesting too deep, referral, bad config): never cached, never stale-served
+};
+
+struct UserLookup {
+  LookupStatus status = LookupStatus::failed;
+  std::string user_dn;
+  std::vector<GroupMembership> groups; // sorted by key, unique keys
+  std::string error;                   // for unreachable/failed (and a note for not_found)
+};
+
+// A directory without a cache; plugin/dircache.hpp puts the cache in front of it.
+class DirectoryBackend {
+public:
+  virtual ~DirectoryBackend() = default;
+  // Must be thread-safe and finish within the backend's own per-lookup deadline.
+  virtual UserLookup lookup(const std::string &user) = 0;
+  virtual std::string describe() const = 0;
+  virtual std::optional<std::string> binding_key(const std::string &group,
+                                                 std::string &error) const {
+    (void)error;
+    return group;
+  }
 };
 
 // The embedded default: a YAML file `users: {name: [group, ...]}`.

@@ -10,6 +10,7 @@ PKGS=(
   docker.io containerd runc busybox-static
   openssl curl iproute2 procps jq
   wrk hyperfine
+  slapd ldap-utils
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -22,6 +23,13 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -q
   # docker.io's maintainer scripts try to start services; policy-rc.d keeps them quiet where systemd is absent.
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Tests run their own slapd (tests/ldap/slapd.sh); never leave the system one we just installed running.
+  if [[ " ${missing[*]} " == *" slapd "* ]]; then
+    $SUDO service slapd stop >/dev/null 2>&1 || true
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+      $SUDO systemctl disable --now slapd >/dev/null 2>&1 || true
+    fi
+  fi
 else
   echo "install-deps: all packages present"
 fi
