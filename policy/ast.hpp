@@ -73,6 +73,7 @@ struct BindingAst {
   std::string role;
   SourceMark role_mark;
   std::vector<std::string> groups;
+  std::vector<SourceMark> group_marks; // parallel to groups
   std::vector<std::string> users;
 };
 

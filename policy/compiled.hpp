@@ -38,8 +38,10 @@ public:
   std::unordered_map<std::string, ActionRules> by_action;
   std::unordered_map<std::string, std::vector<std::size_t>> user_roles;  // sorted indices
   std::unordered_map<std::string, std::vector<std::size_t>> group_roles; // sorted indices
+  std::unordered_map<std::string, std::string> group_written; // key -> as written in the policy
 
   std::vector<std::string> roles_for(const Principal &who) const override;
+  std::vector<RoleGrant> role_grants(const Principal &who) const override;
   Decision evaluate(const Principal &who, const Request &req) const override;
   std::size_t role_count() const override { return role_names.size(); }
   std::size_t rule_count() const override { return allow_rules.size() + guardrails.size(); }

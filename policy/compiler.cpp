@@ -35,7 +35,8 @@ void add_error(std::vector<Diagnostic> &errors, std::string_view file, SourceMar
 }
 
 std::shared_ptr<const CompiledPolicy> build(PolicyAst &ast, std::string_view file,
-                                            std::vector<Diagnostic> &errors) {
+                                            std::vector<Diagnostic> &errors,
+                                            const CompileOptions &options) {
   auto p = std::make_shared<PolicyImpl>();
   std::map<std::string, std::size_t, std::less<>> role_index;
   for (const auto &r : ast.roles) {
@@ -101,8 +102,24 @@ std::shared_ptr<const CompiledPolicy> build(PolicyAst &ast, std::string_view fil
     if (!idx) continue;
     for (const auto &u : b.users)
       p->user_roles[u].push_back(*idx);
-    for (const auto &g : b.groups)
-      p->group_roles[g].push_back(*idx);
+    for (std::size_t gi = 0; gi < b.groups.size(); ++gi) {
+      const std::string &g = b.groups[gi];
+      std::string key = g;
+      if (options.group_key) {
+        std::string why;
+        auto k = options.group_key(g, why);
+        if (!k) {
+          add_error(
+              errors, file, gi < b.group_marks.size() ? b.group_marks[gi] : b.role_mark,
+              "binding of role \"" + b.role + "\": " +
+                  (why.empty() ? "group \"" + g + "\" is not valid for this directory" : why));
+          continue;
+        }
+        key = std::move(*k);
+      }
+      p->group_roles[key].push_back(*idx);
+      p->group_written.emplace(key, g);
+    }
   }
   for (auto *m : {&p->user_roles, &p->group_roles})
     for (auto &[name, v] : *m) {
@@ -137,12 +154,13 @@ std::shared_ptr<const CompiledPolicy> build(PolicyAst &ast, std::string_view fil
 
 } // namespace
 
-CompileResult compile_policy(std::string_view text, std::string_view filename) {
+CompileResult compile_policy(std::string_view text, std::string_view filename,
+                             const CompileOptions &options) {
   CompileResult result;
   try {
     PolicyAst ast = load_policy_ast(text, filename, result.errors);
     // Cross-references are checked even after loader errors, so one run reports everything.
-    result.policy = build(ast, filename, result.errors);
+    result.policy = build(ast, filename, result.errors, options);
   } catch (const std::exception &e) {
     Diagnostic d;
     d.file = std::string(filename);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <tuple>
 
 namespace portcullis::policy_detail {
 
@@ -223,6 +224,31 @@ std::vector<std::size_t> PolicyImpl::role_indices(const Principal &who) const {
   }
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+std::vector<RoleGrant> PolicyImpl::role_grants(const Principal &who) const {
+  std::vector<RoleGrant> out;
+  bool name_usable =
+      !who.name.empty() && !(who.name == kLocalPrincipal && who.auth_method == "TLS");
+  if (name_usable)
+    if (auto it = user_roles.find(who.name); it != user_roles.end())
+      for (auto i : it->second)
+        out.push_back({role_names[i], "user " + who.name});
+  for (const auto &g : who.groups)
+    if (auto it = group_roles.find(g); it != group_roles.end()) {
+      auto w = group_written.find(g);
+      for (auto i : it->second)
+        out.push_back({role_names[i], "group " + (w != group_written.end() ? w->second : g)});
+    }
+  std::sort(out.begin(), out.end(), [](const RoleGrant &a, const RoleGrant &b) {
+    return std::tie(a.role, a.via) < std::tie(b.role, b.via);
+  });
+  out.erase(std::unique(out.begin(), out.end(),
+                        [](const RoleGrant &a, const RoleGrant &b) {
+                          return a.role == b.role && a.via == b.via;
+                        }),
+            out.end());
   return out;
 }
 

@@ -590,7 +590,7 @@ void Loader::binding(const YAML::Node &n, const std::string &where, SourceMark m
   b.role_mark = m;
   bool has_role = false;
   auto names = [&](const YAML::Node &v, const std::string &w, SourceMark vm,
-                   std::vector<std::string> &out) {
+                   std::vector<std::string> &out, std::vector<SourceMark> *marks) {
     auto l = get_string_list(v, w, vm);
     if (!l) return;
     for (const auto &[s, sm] : *l) {
@@ -599,6 +599,7 @@ void Loader::binding(const YAML::Node &n, const std::string &where, SourceMark m
         continue;
       }
       out.push_back(s);
+      if (marks) marks->push_back(sm);
     }
   };
   bool is_map = for_each_key(
@@ -613,9 +614,9 @@ void Loader::binding(const YAML::Node &n, const std::string &where, SourceMark m
             b.role = *s;
           }
         } else if (key == "groups") {
-          names(v, where + ".groups", vm, b.groups);
+          names(v, where + ".groups", vm, b.groups, &b.group_marks);
         } else if (key == "users") {
-          names(v, where + ".users", vm, b.users);
+          names(v, where + ".users", vm, b.users, nullptr);
         }
       },
       m);

@@ -4,7 +4,9 @@
 
 #include "policy/model.hpp"
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,8 +28,21 @@ struct CompileResult {
   std::vector<Diagnostic> errors;
 };
 
+struct CompileOptions {
+  // Turns a group name written in a binding into the key the directory reports (e.g. a
+  // canonical LDAP DN). nullopt + error rejects the binding with that message. Unset: as written.
+  std::function<std::optional<std::string>(const std::string &group, std::string &error)> group_key;
+};
+
 // Parses, validates and compiles a policy document. `filename` is only used in diagnostics.
-CompileResult compile_policy(std::string_view text, std::string_view filename);
+CompileResult compile_policy(std::string_view text, std::string_view filename,
+                             const CompileOptions &options = {});
+
+// Why a principal holds a role: "user <name>" or "group <as written in the policy>".
+struct RoleGrant {
+  std::string role;
+  std::string via;
+};
 
 class CompiledPolicy {
 public:
@@ -35,6 +50,8 @@ public:
 
   // Roles bound to this principal (by user name or by any of its groups), sorted, unique.
   virtual std::vector<std::string> roles_for(const Principal &who) const = 0;
+  // The same roles with every binding that grants each one (for whoami and explain).
+  virtual std::vector<RoleGrant> role_grants(const Principal &who) const = 0;
 
   // Decide. Never throws. Order: invalid request -> deny "invalid-request"; any matching
   // guardrail (deny rule) -> deny; any matching allow rule of one of the caller's roles -> allow;

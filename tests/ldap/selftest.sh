@@ -58,7 +58,8 @@ quiet() { "$@" >/dev/null 2>&1; }
 
 # is PID still running the slapd of harness dir $2 (ignoring zombies)?
 runs() {
-  [ -n "$1" ] && [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$2/" &&
+  local cmd
+  [ -n "$1" ] && cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") && [[ "$cmd" == *"$2/"* ]] &&
     [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]
 }
 
@@ -150,22 +151,28 @@ check "stop: rogue slapd gone" not runs "$ROGUE_SLAPD_PID" "$D"
 check "stopped server refuses connections" not "$H" status "$D" 2>/dev/null
 check "restart after stop" "$H" restart "$D" 2>/dev/null
 check "restarted server answers" "$H" status "$D"
+# shellcheck source=/dev/null
 source "$D/env"
 main_pid=$SLAPD_PID rogue_pid=$ROGUE_SLAPD_PID
 
-# --- plain variant with a small size limit ---
-if "$H" start "$P" --variant plain --sizelimit 5 2>"$T/start-plain.err"; then
-  pass "slapd.sh start --variant plain --sizelimit 5"
+# --- plain variant with a small size limit and AD-like unauthenticated binds ---
+if "$H" start "$P" --variant plain --sizelimit 5 --allow-bind-anon-dn 2>"$T/start-plain.err"; then
+  pass "slapd.sh start --variant plain --sizelimit 5 --allow-bind-anon-dn"
   "$H" search "$P" '(member=uid=grace,ou=people,dc=example,dc=test)' 1.1 >/dev/null 2>&1
   eq "sizelimit 5: grace's group search fails with sizeLimitExceeded (4)" 4 "$?"
   eq "plain variant: no memberOf" "" "$(vals "$P" memberOf '(uid=dave)')"
   eq "plain variant: same fixture (alice)" "uid=alice,ou=people,dc=example,dc=test" "$(dns "$P" '(uid=alice)')"
+  # the bind with DN + empty password succeeds (no "ldap_bind:" error); the WhoAmI after it is refused
+  out=$(LDAPNOINIT=1 timeout 10 ldapwhoami -x -H "$(jq -r .LDAP_URL "$P/env.json")" \
+    -D "$LDAP_BIND_DN" -w '' 2>&1)
+  check "--allow-bind-anon-dn: DN + empty password binds, then needs authc" \
+    test "${out/ldap_bind/}" = "$out" -a "${out/authentication required/}" != "$out"
   plain_pid=$(jq -r .SLAPD_PID "$P/env.json")
   check "cleanup (plain)" "$H" cleanup "$P"
   check "cleanup (plain): slapd gone" not runs "$plain_pid" "$P"
   check "cleanup (plain): directory removed" test ! -e "$P"
 else
-  fail "slapd.sh start --variant plain --sizelimit 5" "$(tail -3 "$T/start-plain.err")"
+  fail "slapd.sh start --variant plain --sizelimit 5 --allow-bind-anon-dn" "$(tail -3 "$T/start-plain.err")"
 fi
 
 check "cleanup" "$H" cleanup "$D"

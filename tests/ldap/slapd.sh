@@ -68,7 +68,10 @@ tls_cli() {
     LDAPTLS_REQCERT=demand timeout "$CLI_TIMEOUT" "$@")
 }
 
-shq() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
+shq() { # single-quote for sh
+  local q="'\\''"
+  printf "'%s'" "${1//\'/$q}"
+}
 
 # ---------------------------------------------------------------------------------------------
 # certificates
@@ -127,8 +130,12 @@ write_conf() { # INSTANCE(main|rogue) CERTNAME
     echo "pidfile $d/slapd.pid"
     echo "argsfile $d/slapd.args"
     echo "loglevel stats"
-    echo "disallow bind_anon"
-    [ "$ALLOW_BIND_ANON_DN" != 1 ] || echo "allow bind_anon_dn"
+    if [ "$ALLOW_BIND_ANON_DN" = 1 ]; then
+      # AD-like: "DN + empty password" binds succeed as anonymous (reads still need authc)
+      echo "allow bind_anon_dn"
+    else
+      echo "disallow bind_anon"
+    fi
     echo "require authc"
     echo "TLSCACertificateFile $DIR/certs/ca.pem"
     echo "TLSCertificateFile $DIR/certs/$cert.pem"
@@ -172,12 +179,12 @@ write_conf() { # INSTANCE(main|rogue) CERTNAME
 
 # PID of INSTANCE if it is alive AND is our slapd (guards against PID reuse); else empty.
 live_pid() {
-  local f="$DIR/$1/pid" pid
+  local f="$DIR/$1/pid" pid cmd
   [ -s "$f" ] || return 0
   pid=$(cat "$f")
   [[ "$pid" =~ ^[0-9]+$ ]] || return 0
-  [ -r "/proc/$pid/cmdline" ] || return 0
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$DIR/$1/slapd.conf" || return 0
+  cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 0
+  [[ "$cmd" == *" -f $DIR/$1/slapd.conf "* ]] || return 0
   # a zombie is not running
   [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 0
   echo "$pid"
@@ -206,8 +213,15 @@ launch() {
   local urls="ldap://$HOST:$p/ ldaps://$HOST:$q/"
   [ "$inst" != main ] || urls+=" ldap://$ALT_HOST:$p/ ldaps://$ALT_HOST:$q/"
   echo "=== $(date -u +%FT%TZ) starting $inst: $urls" >>"$logf"
-  # -d: stay in the foreground (we own the PID); log to stderr -> the log file.
-  "$SLAPD_BIN" -f "$d/slapd.conf" -h "$urls" -d stats </dev/null >>"$logf" 2>&1 &
+  # -d: stay in the foreground (we own the PID); log to stderr -> the log file. Close every other
+  # inherited descriptor so slapd never holds a caller's pipe or socket open.
+  (
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      ((fd <= 2)) || eval "exec $fd>&-" 2>/dev/null || true
+    done
+    exec "$SLAPD_BIN" -f "$d/slapd.conf" -h "$urls" -d stats
+  ) </dev/null >>"$logf" 2>&1 &
   pid=$!
   echo "$pid" >"$d/pid"
   while ((SECONDS < deadline)); do
@@ -292,7 +306,7 @@ write_env() {
     [LDAP_ADMIN_DN]="$ADMIN_DN" [LDAP_ADMIN_PW]="$ADMIN_PW" [LDAP_SIZELIMIT]="$SIZELIMIT"
     [SLAPD_PID]="$(live_pid main)" [SLAPD_LOG]="$DIR/slapd.log"
     [ROGUE_LDAP_URL]="$rogue_url" [ROGUE_LDAPS_URL]="$rogues_url" [ROGUE_SLAPD_PID]="$rogue_pid"
-    [ROGUE_SLAPD_LOG]="$([ "$ROGUE" = 1 ] && echo "$DIR/rogue-slapd.log" || true)"
+    [ROGUE_SLAPD_LOG]="${rogue_url:+$DIR/rogue-slapd.log}"
     [LDAP_ROGUE]="$ROGUE" [LDAP_ALLOW_BIND_ANON_DN]="$ALLOW_BIND_ANON_DN"
   )
   local k jqargs=() sh=""
@@ -304,8 +318,8 @@ write_env() {
   sh+="ROGUE_LDAP_PORT=$(shq "${ROGUE_LDAP_PORT:-}")"$'\n'
   sh+="ROGUE_LDAPS_PORT=$(shq "${ROGUE_LDAPS_PORT:-}")"$'\n'
   printf '%s' "$sh" >"$DIR/env.tmp" && mv -f "$DIR/env.tmp" "$DIR/env"
-  jq -n '$ARGS.named' "${jqargs[@]}" >"$DIR/env.json.tmp" && mv -f "$DIR/env.json.tmp" "$DIR/env.json" ||
-    die "writing $DIR/env.json failed"
+  jq -n '$ARGS.named' "${jqargs[@]}" >"$DIR/env.json.tmp" || die "writing $DIR/env.json failed"
+  mv -f "$DIR/env.json.tmp" "$DIR/env.json"
 }
 
 load_env() {
