@@ -38,7 +38,8 @@ public:
   std::unordered_map<std::string, ActionRules> by_action;
   std::unordered_map<std::string, std::vector<std::size_t>> user_roles;  // sorted indices
   std::unordered_map<std::string, std::vector<std::size_t>> group_roles; // sorted indices
-  std::unordered_map<std::string, std::string> group_written; // key -> as written in the policy
+  // key -> (role index, the group as written in that binding), for role_grants()
+  std::unordered_map<std::string, std::vector<std::pair<std::size_t, std::string>>> group_written;
 
   std::vector<std::string> roles_for(const Principal &who) const override;
   std::vector<RoleGrant> role_grants(const Principal &who) const override;

@@ -118,7 +118,7 @@ std::shared_ptr<const CompiledPolicy> build(PolicyAst &ast, std::string_view fil
         key = std::move(*k);
       }
       p->group_roles[key].push_back(*idx);
-      p->group_written.emplace(key, g);
+      p->group_written[key].emplace_back(*idx, g);
     }
   }
   for (auto *m : {&p->user_roles, &p->group_roles})

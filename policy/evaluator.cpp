@@ -236,11 +236,9 @@ std::vector<RoleGrant> PolicyImpl::role_grants(const Principal &who) const {
       for (auto i : it->second)
         out.push_back({role_names[i], "user " + who.name});
   for (const auto &g : who.groups)
-    if (auto it = group_roles.find(g); it != group_roles.end()) {
-      auto w = group_written.find(g);
-      for (auto i : it->second)
-        out.push_back({role_names[i], "group " + (w != group_written.end() ? w->second : g)});
-    }
+    if (auto it = group_written.find(g); it != group_written.end())
+      for (const auto &[i, written] : it->second)
+        out.push_back({role_names[i], "group " + written});
   std::sort(out.begin(), out.end(), [](const RoleGrant &a, const RoleGrant &b) {
     return std::tie(a.role, a.via) < std::tie(b.role, b.via);
   });
