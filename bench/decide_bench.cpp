@@ -82,17 +82,24 @@ int main(int argc, char **argv) {
       }
       return argv[++i];
     };
-    if (a == "--policy") policy = next();
-    else if (a == "--users") users = next();
-    else if (a == "--cert") cert = next();
-    else if (a == "--body") body_file = next();
-    else if (a == "--log") log = next();
-    else if (a == "--only") only = next();
-    else if (a == "--iterations") iterations = std::strtol(next().c_str(), nullptr, 10);
+    if (a == "--policy")
+      policy = next();
+    else if (a == "--users")
+      users = next();
+    else if (a == "--cert")
+      cert = next();
+    else if (a == "--body")
+      body_file = next();
+    else if (a == "--log")
+      log = next();
+    else if (a == "--only")
+      only = next();
+    else if (a == "--iterations")
+      iterations = std::strtol(next().c_str(), nullptr, 10);
     else {
-      std::fprintf(stderr,
-                   "usage: portcullis-decide-bench --policy FILE --users FILE [--cert PEM] "
-                   "[--body JSON] [--log FILE] [--iterations N] [--only decide|parse]\n");
+      std::fprintf(stderr, "usage: portcullis-decide-bench --policy FILE --users FILE [--cert PEM] "
+                           "[--body JSON] [--log FILE] [--iterations N] [--only "
+                           "decide|call|decode|body|normalize]\n");
       return 2;
     }
   }
@@ -136,28 +143,32 @@ int main(int argc, char **argv) {
 
   const portcullis::JsonLimits limits{config.max_request_bytes, config.max_json_depth};
   std::size_t sink = 0;
-  if (only.empty() || only == "decide") {
+  if (only.empty() || only == "decide") { // the whole decision, as the server runs it
     const double us = time_us(iterations, [&] {
       sink += svc->handle("POST", "/AuthZPlugin.AuthZReq", call).body.size();
     });
     std::printf("decision (AuthzService::handle)   %8.2f us\n", us);
   }
-  if (only.empty() || only == "parse") {
-    std::printf("parse_json_strict(daemon call)    %8.2f us\n", time_us(iterations, [&] {
+  auto stage = [&](const char *name) { return only.empty() || only == name; };
+  if (stage("call"))
+    std::printf("call: parse_json_strict(daemon call) %8.2f us\n", time_us(iterations, [&] {
                   sink += portcullis::parse_json_strict(call, limits).value->size();
                 }));
-    std::printf("decode_authz_request              %8.2f us\n", time_us(iterations, [&] {
+  if (stage("decode"))
+    std::printf("decode: decode_authz_request       %8.2f us\n", time_us(iterations, [&] {
                   sink += portcullis::decode_authz_request(call, limits).request->uri.size();
                 }));
-    std::printf("parse_json_strict(create body)    %8.2f us\n", time_us(iterations, [&] {
+  if (stage("body"))
+    std::printf("body: parse_json_strict(API body)  %8.2f us\n", time_us(iterations, [&] {
                   sink += portcullis::parse_json_strict(api_body, limits).value->size();
                 }));
+  if (stage("normalize")) {
     auto decoded = portcullis::decode_authz_request(call, limits);
     const auto &ar = *decoded.request;
     portcullis::RawHttpRequest raw{ar.method, ar.uri, ar.body, ar.headers};
     portcullis::NormalizeOptions nopts;
     nopts.json = limits;
-    std::printf("normalize                         %8.2f us\n", time_us(iterations, [&] {
+    std::printf("normalize: normalize               %8.2f us\n", time_us(iterations, [&] {
                   sink += portcullis::normalize(raw, nopts).action.size();
                 }));
   }

@@ -51,10 +51,11 @@ DecodeResult decode_authz_request(std::string_view text, const JsonLimits &limit
       err = read_string(v, "RequestUri", tmp);
       if (tmp) req.uri = *tmp;
     } else if (k == "RequestBody") {
-      tmp.reset();
-      err = read_string(v, "RequestBody", tmp);
-      if (err.empty() && tmp) {
-        auto decoded = base64_decode(*tmp);
+      if (v.is_null()) continue;
+      if (!v.is_string()) {
+        err = "field RequestBody is not a string";
+      } else { // decoded straight from the document: the base64 text is not copied first
+        auto decoded = base64_decode(v.get_ref<const std::string &>());
         if (!decoded)
           err = "RequestBody is not valid base64";
         else if (!decoded->empty())
@@ -69,7 +70,8 @@ DecodeResult decode_authz_request(std::string_view text, const JsonLimits &limit
           if (!h.value().is_string())
             err = "RequestHeaders values must be strings";
           else
-            req.headers[h.key()] = h.value().get<std::string>();
+            req.headers.emplace_hint(req.headers.end(), h.key(),
+                                     h.value().get_ref<const std::string &>());
         }
       }
     } else if (k == "RequestPeerCertificates") {

@@ -6,6 +6,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <stdexcept>
 #include <vector>
 
@@ -64,6 +65,41 @@ std::string random_hex(std::size_t n) {
   return to_hex(buf.data(), n);
 }
 
+namespace {
+std::string oid_text(const ASN1_OBJECT *obj) {
+  char buf[128];
+  int n = OBJ_obj2txt(buf, sizeof buf, obj, 1);
+  if (n <= 0) return std::string();
+  if (static_cast<std::size_t>(n) < sizeof buf)
+    return std::string(buf, static_cast<std::size_t>(n));
+  std::string big(static_cast<std::size_t>(n) + 1, '\0');
+  n = OBJ_obj2txt(big.data(), static_cast<int>(big.size()), obj, 1);
+  if (n <= 0) return std::string();
+  big.resize(static_cast<std::size_t>(n));
+  return big;
+}
+
+std::optional<std::string> asn1_utf8(const ASN1_STRING *s) {
+  unsigned char *utf8 = nullptr;
+  int len = ASN1_STRING_to_UTF8(&utf8, s);
+  if (len < 0) return std::nullopt;
+  std::string out(reinterpret_cast<char *>(utf8), static_cast<std::size_t>(len));
+  OPENSSL_free(utf8);
+  return out;
+}
+
+// An IA5String as Go accepts it in a SAN (every byte ASCII). nullopt otherwise.
+std::optional<std::string> ia5(const ASN1_IA5STRING *s) {
+  if (!s) return std::nullopt;
+  const unsigned char *p = ASN1_STRING_get0_data(s);
+  const int n = ASN1_STRING_length(s);
+  if (n < 0 || (n > 0 && !p)) return std::nullopt;
+  for (int i = 0; i < n; ++i)
+    if (p[i] >= 0x80) return std::nullopt;
+  return std::string(reinterpret_cast<const char *>(p), static_cast<std::size_t>(n));
+}
+} // namespace
+
 std::optional<CertificateInfo> parse_certificate_pem(std::string_view pem) {
   if (pem.size() > (1u << 20)) return std::nullopt;
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(
@@ -73,17 +109,56 @@ std::optional<CertificateInfo> parse_certificate_pem(std::string_view pem) {
       PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), &X509_free);
   if (!cert) return std::nullopt;
   CertificateInfo info;
-  X509_NAME *subject = X509_get_subject_name(cert.get());
-  int idx = subject ? X509_NAME_get_index_by_NID(subject, NID_commonName, -1) : -1;
-  if (idx >= 0) {
-    X509_NAME_ENTRY *e = X509_NAME_get_entry(subject, idx);
-    ASN1_STRING *data = X509_NAME_ENTRY_get_data(e);
-    unsigned char *utf8 = nullptr;
-    int len = ASN1_STRING_to_UTF8(&utf8, data);
-    if (len < 0) return std::nullopt;
-    info.subject_cn.assign(reinterpret_cast<char *>(utf8), static_cast<std::size_t>(len));
-    OPENSSL_free(utf8);
+
+  // Subject DN, attribute by attribute, in order (multi-valued RDNs flattened).
+  if (const X509_NAME *subject = X509_get_subject_name(cert.get())) {
+    const int n = X509_NAME_entry_count(subject);
+    for (int i = 0; i < n; ++i) {
+      const X509_NAME_ENTRY *e = X509_NAME_get_entry(subject, i);
+      if (!e) return std::nullopt;
+      const ASN1_OBJECT *obj = X509_NAME_ENTRY_get_object(e);
+      if (!obj) return std::nullopt;
+      DnAttribute a;
+      a.oid = oid_text(obj);
+      if (a.oid.empty()) return std::nullopt;
+      const int nid = OBJ_obj2nid(obj);
+      const char *sn = nid != NID_undef ? OBJ_nid2sn(nid) : nullptr;
+      const char *ln = nid != NID_undef ? OBJ_nid2ln(nid) : nullptr;
+      a.short_name = sn ? sn : a.oid;
+      a.long_name = ln ? ln : a.oid;
+      if (auto v = asn1_utf8(X509_NAME_ENTRY_get_data(e))) {
+        a.value = std::move(*v);
+        a.decoded = true;
+      }
+      if (nid == NID_commonName) {
+        if (!a.decoded) return std::nullopt;
+        if (info.subject_cn_count++ == 0) info.subject_cn = a.value;
+      }
+      info.subject.push_back(std::move(a));
+    }
   }
+
+  // subjectAltName: rfc822Name and URI values. A duplicated extension (crit == -2) or one that
+  // does not decode makes the certificate unusable, as it is for Go.
+  int crit = -1;
+  std::unique_ptr<GENERAL_NAMES, decltype(&GENERAL_NAMES_free)> sans(
+      static_cast<GENERAL_NAMES *>(
+          X509_get_ext_d2i(cert.get(), NID_subject_alt_name, &crit, nullptr)),
+      &GENERAL_NAMES_free);
+  if (!sans && crit != -1) return std::nullopt;
+  if (sans) {
+    const int n = sk_GENERAL_NAME_num(sans.get());
+    for (int i = 0; i < n; ++i) {
+      const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans.get(), i);
+      if (!g) return std::nullopt;
+      if (g->type == GEN_EMAIL || g->type == GEN_URI) {
+        auto v = ia5(g->type == GEN_EMAIL ? g->d.rfc822Name : g->d.uniformResourceIdentifier);
+        if (!v) return std::nullopt;
+        (g->type == GEN_EMAIL ? info.san_emails : info.san_uris).push_back(std::move(*v));
+      }
+    }
+  }
+
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int mdlen = 0;
   if (X509_digest(cert.get(), EVP_sha256(), md, &mdlen) != 1) return std::nullopt;

@@ -44,6 +44,11 @@ FileDirectory::parse(const std::string &text, const std::string &filename, std::
         error = at(filename, it->first.Mark()) + "empty user name";
         return nullptr;
       }
+      if (name == "local") {
+        error = at(filename, it->first.Mark()) +
+                "'local' is the unix-socket caller; bind it in the policy with users: [local]";
+        return nullptr;
+      }
       std::vector<std::string> groups;
       if (it->second.IsSequence()) {
         for (const auto &g : it->second) {

@@ -1,6 +1,7 @@
 #include "plugin/service.hpp"
 
 #include "plugin/crypto.hpp"
+#include "plugin/directories.hpp"
 #include "plugin/normalize.hpp"
 
 #include <chrono>
@@ -53,37 +54,44 @@ std::string iso_time_now() {
   return buf;
 }
 
-json image_json(const ImageRef &i) {
-  json j = {{"ref", i.raw}};
-  if (i.is_id) j["id"] = true;
-  if (!i.registry.empty()) j["registry"] = i.registry;
-  if (!i.repository.empty()) j["repository"] = i.repository;
-  if (!i.tag.empty()) j["tag"] = i.tag;
-  if (!i.digest.empty()) j["digest"] = i.digest;
+// The decision-log record is written with LogRecord (plugin/audit.hpp): the same JSON text an
+// nlohmann document of these members would dump to, without building one per decision.
+LogRecord image_record(const ImageRef &i) {
+  LogRecord j;
+  j.set("ref", i.raw);
+  if (i.is_id) j.set("id", true);
+  if (!i.registry.empty()) j.set("registry", i.registry);
+  if (!i.repository.empty()) j.set("repository", i.repository);
+  if (!i.tag.empty()) j.set("tag", i.tag);
+  if (!i.digest.empty()) j.set("digest", i.digest);
   return j;
 }
 
-json facts_json(const Request &req) {
-  json f = json::object();
+LogRecord facts_record(const Request &req) {
+  LogRecord f;
   if (req.container) {
     const auto &c = *req.container;
-    f["privileged"] = c.privileged;
-    if (!c.capabilities.empty()) f["capabilities"] = c.capabilities;
+    f.set("privileged", c.privileged);
+    if (!c.capabilities.empty()) f.set("capabilities", c.capabilities);
     if (!c.host_mounts.empty()) {
-      json m = json::array();
-      for (const auto &h : c.host_mounts)
-        m.push_back({{"path", h.path}, {"read_only", h.read_only}, {"origin", h.origin}});
-      f["host_mounts"] = m;
+      std::vector<LogRecord> m;
+      m.reserve(c.host_mounts.size());
+      for (const auto &h : c.host_mounts) {
+        LogRecord e;
+        e.set("path", h.path).set("read_only", h.read_only).set("origin", h.origin);
+        m.push_back(std::move(e));
+      }
+      f.set("host_mounts", m);
     }
-    if (c.image) f["image"] = image_json(*c.image);
-    f["user"] = c.user;
-    f["user_is_root"] = c.user_is_root;
-    if (!c.host_namespaces.empty()) f["host_namespaces"] = c.host_namespaces;
-    if (!c.devices.empty()) f["devices"] = c.devices;
-    if (!c.unsafe.empty()) f["unsafe"] = c.unsafe;
+    if (c.image) f.set("image", image_record(*c.image));
+    f.set("user", c.user);
+    f.set("user_is_root", c.user_is_root);
+    if (!c.host_namespaces.empty()) f.set("host_namespaces", c.host_namespaces);
+    if (!c.devices.empty()) f.set("devices", c.devices);
+    if (!c.unsafe.empty()) f.set("unsafe", c.unsafe);
   }
-  if (req.image) f["image"] = image_json(*req.image);
-  if (!req.api_version.empty()) f["api_version"] = req.api_version;
+  if (req.image) f.set("image", image_record(*req.image));
+  if (!req.api_version.empty()) f.set("api_version", req.api_version);
   return f;
 }
 } // namespace
@@ -92,10 +100,20 @@ std::string new_decision_id() {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                 std::chrono::system_clock::now().time_since_epoch())
                 .count();
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%012llx",
-                static_cast<unsigned long long>(ms) & 0xffffffffffffULL);
-  return std::string(buf) + random_hex(8);
+  // The 16 random hex digits come from a per-thread block of RAND_bytes output: one OpenSSL call
+  // (and its fork check, a system call) per 32 ids instead of one per id. Every digit is used
+  // once. (portcullis never forks, which would copy the block into the child.)
+  thread_local std::string pool;
+  thread_local std::size_t used = 0;
+  if (used + 16 > pool.size()) {
+    pool = random_hex(256);
+    used = 0;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%012llx%.16s",
+                static_cast<unsigned long long>(ms) & 0xffffffffffffULL, pool.data() + used);
+  used += 16;
+  return buf;
 }
 
 std::string deny_message(std::string_view reason, std::string_view rule, std::string_view id) {
@@ -103,13 +121,19 @@ std::string deny_message(std::string_view reason, std::string_view rule, std::st
          " decision=" + std::string(id) + "]";
 }
 
-std::shared_ptr<PolicySnapshot> load_policy_file(const std::string &path, std::string &errors) {
+std::shared_ptr<PolicySnapshot> load_policy_file(const std::string &path, std::string &errors,
+                                                 std::shared_ptr<const Directory> directory) {
   std::string text;
   if (!read_file(path, text)) {
     errors = path + ": cannot read policy file";
     return nullptr;
   }
-  CompileResult r = compile_policy(text, path);
+  CompileOptions options;
+  if (directory)
+    options.group_key = [d = directory.get()](const std::string &g, std::string &error) {
+      return d->binding_key(g, error);
+    };
+  CompileResult r = compile_policy(text, path, options);
   if (!r.policy) {
     std::string all;
     for (const auto &d : r.errors)
@@ -121,19 +145,21 @@ std::shared_ptr<PolicySnapshot> load_policy_file(const std::string &path, std::s
   snap->policy = r.policy;
   snap->hash = "sha256:" + sha256_hex(text);
   snap->path = path;
+  snap->directory = std::move(directory);
   return snap;
 }
 
 std::unique_ptr<AuthzService> AuthzService::create(const Config &config, std::string &error) {
   auto svc = std::unique_ptr<AuthzService>(new AuthzService(config));
-  auto snap = load_policy_file(config.policy, error);
-  if (!snap) return nullptr;
-  auto dir = FileDirectory::load(config.directory_path, error);
+  auto dir = open_directory(config, error);
   if (!dir) return nullptr;
-  snap->directory = std::shared_ptr<const Directory>(std::move(dir));
+  if (config.directory_type != "file") svc->remote_directory_ = dir;
+  auto snap = load_policy_file(config.policy, error, dir);
+  if (!snap) return nullptr;
   if (!svc->log_.open(config.decision_log, error)) return nullptr;
-  spdlog::info("policy loaded from {} ({}, {} roles, {} rules)", snap->path, snap->hash,
-               snap->policy->role_count(), snap->policy->rule_count());
+  spdlog::info("policy loaded from {} ({}, {} roles, {} rules); directory: {}", snap->path,
+               snap->hash, snap->policy->role_count(), snap->policy->rule_count(),
+               snap->directory->describe());
   svc->snapshot_.store(std::move(snap));
   return svc;
 }
@@ -142,14 +168,11 @@ std::string AuthzService::reload(bool &ok) {
   ok = false;
   auto old = snapshot_.load();
   std::string error;
-  auto snap = load_policy_file(config_.policy, error);
-  if (snap) {
-    auto dir = FileDirectory::load(config_.directory_path, error);
-    if (dir)
-      snap->directory = std::shared_ptr<const Directory>(std::move(dir));
-    else
-      snap.reset();
-  }
+  // A file directory is re-read; a remote one (LDAP) keeps its connections, and its cache is
+  // flushed once the new policy is in force.
+  std::shared_ptr<const Directory> dir =
+      remote_directory_ ? remote_directory_ : open_directory(config_, error);
+  auto snap = dir ? load_policy_file(config_.policy, error, dir) : nullptr;
   std::string log_error;
   if (!log_.reopen(log_error)) spdlog::error("decision log reopen failed: {}", log_error);
   if (!snap) {
@@ -161,6 +184,7 @@ std::string AuthzService::reload(bool &ok) {
   std::string msg = "policy reloaded from " + snap->path + " (" + snap->hash + ", was " +
                     (old ? old->hash : "<none>") + ")";
   snapshot_.store(std::move(snap));
+  if (remote_directory_) remote_directory_->flush();
   ok = true;
   spdlog::info("{}", msg);
   return msg;
@@ -191,64 +215,74 @@ PluginReply AuthzService::authz_request(std::string_view body) {
   const JsonLimits limits{config_.max_request_bytes, config_.max_json_depth};
   auto snap = snapshot_.load();
 
-  json rec = {{"time", iso_time_now()}, {"decision_id", id}, {"phase", "request"}};
+  LogRecord rec;
+  rec.set("time", iso_time_now()).set("decision_id", id).set("phase", "request");
   Decision decision;
   Request req;
   std::optional<Principal> who;
+  std::string method, user; // for the diagnostics below ("" when the call did not decode)
 
   DecodeResult decoded = decode_authz_request(body, limits);
   if (!decoded.request) {
     decision.rule = "malformed-request";
     decision.reason = decoded.error;
   } else {
-    const AuthzRequest &ar = *decoded.request;
-    rec["method"] = sanitize(ar.method, 16);
-    rec["uri"] = sanitize(ar.uri, 2048);
-    IdentityResult ident = identify(ar, *snap->directory);
-    rec["user"] = sanitize(ar.user.value_or(ident.principal ? ident.principal->name : ""), 256);
-    rec["auth_method"] = ar.auth_method.value_or("none");
-    if (!ident.cert_fingerprint.empty()) rec["cert_sha256"] = ident.cert_fingerprint;
+    AuthzRequest &ar = *decoded.request;
+    method = sanitize(ar.method, 16);
+    rec.set("method", method);
+    rec.set("uri", sanitize(ar.uri, 2048));
+    IdentityResult ident = identify(ar, *snap->directory, config_.identity);
+    user = sanitize(ar.user.value_or(ident.principal ? ident.principal->name : ""), 256);
+    rec.set("user", user);
+    rec.set("auth_method", ar.auth_method ? std::string_view(*ar.auth_method) : "none");
+    if (!ident.cert_fingerprint.empty()) rec.set("cert_sha256", ident.cert_fingerprint);
+    if (ident.principal && ident.principal->name != user)
+      rec.set("principal", sanitize(ident.principal->name, 256)); // mapped by `identity:`
+    if (!ident.user_dn.empty()) rec.set("user_dn", sanitize(ident.user_dn, 1024));
+    if (!ident.directory_cache.empty()) rec.set("directory_cache", ident.directory_cache);
     if (!ident.principal) {
       decision.rule = "identity-error";
       decision.reason = ident.error;
     } else {
       who = std::move(ident.principal);
-      RawHttpRequest raw{ar.method, ar.uri, ar.body, ar.headers};
+      // The decoded call is not used after this: hand its body and headers over, not copies.
+      RawHttpRequest raw{ar.method, ar.uri, std::move(ar.body), std::move(ar.headers)};
       NormalizeOptions nopts;
       nopts.json = limits;
       nopts.default_api_version = config_.default_api_version;
       req = normalize(raw, nopts);
       decision = snap->policy->evaluate(*who, req);
-      rec["groups"] = who->groups;
+      rec.set("groups", who->groups);
     }
   }
-  rec["roles"] = decision.roles;
-  rec["path"] = sanitize(req.path, 2048);
-  rec["action"] = req.action.empty() ? "unknown" : req.action;
-  if (!req.object.empty()) rec["object"] = sanitize(req.object, 512);
-  rec["facts"] = facts_json(req);
-  rec["allow"] = decision.allow;
-  rec["rule"] = decision.rule;
-  rec["reason"] = sanitize(decision.reason);
-  rec["policy_hash"] = snap->hash;
-  rec["latency_us"] =
-      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
+  const std::string path = sanitize(req.path, 2048);
+  const std::string_view action = req.action.empty() ? "unknown" : std::string_view(req.action);
+  std::string reason = sanitize(decision.reason);
+  rec.set("roles", decision.roles);
+  rec.set("path", path);
+  rec.set("action", action);
+  if (!req.object.empty()) rec.set("object", sanitize(req.object, 512));
+  rec.set("facts", facts_record(req));
+  rec.set("allow", decision.allow);
+  rec.set("rule", decision.rule);
+  rec.set("reason", reason);
+  rec.set("policy_hash", snap->hash);
+  rec.set("latency_us",
+          static_cast<long long>(
+              std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count()));
 
   if (!log_.write(rec)) {
     spdlog::critical("decision log {} cannot be written; denying request {}", log_.path(), id);
     decision.allow = false;
     decision.rule = "audit-failure";
     decision.reason = "the decision log cannot be written";
-    rec["rule"] = decision.rule;
-    rec["reason"] = decision.reason;
+    reason = decision.reason;
   }
   if (decision.allow) {
-    spdlog::debug("allow {} {} user={} rule={} id={}", rec.value("method", ""),
-                  rec["path"].get<std::string>(), rec.value("user", ""), decision.rule, id);
+    spdlog::debug("allow {} {} user={} rule={} id={}", method, path, user, decision.rule, id);
     return {200, encode_authz_response(true, "")};
   }
-  spdlog::info("deny {} user={} rule={} id={}: {}", rec["action"].get<std::string>(),
-               rec.value("user", ""), decision.rule, id, rec["reason"].get<std::string>());
+  spdlog::info("deny {} user={} rule={} id={}: {}", action, user, decision.rule, id, reason);
   return {200, encode_authz_response(false, deny_message(decision.reason, decision.rule, id))};
 }
 

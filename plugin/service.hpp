@@ -4,6 +4,7 @@
 
 #include "plugin/audit.hpp"
 #include "plugin/config.hpp"
+#include "plugin/directory.hpp"
 #include "plugin/identity.hpp"
 #include "policy/policy.hpp"
 
@@ -27,8 +28,11 @@ struct PolicySnapshot {
   std::string path;
 };
 
-// Reads and compiles a policy file. On failure returns null and fills `errors` (one per line).
-std::shared_ptr<PolicySnapshot> load_policy_file(const std::string &path, std::string &errors);
+// Reads and compiles a policy file. Group bindings are keyed through `directory` when given (an
+// LDAP directory turns DNs into their canonical form and refuses what it cannot match). On
+// failure returns null and fills `errors` (one per line).
+std::shared_ptr<PolicySnapshot> load_policy_file(const std::string &path, std::string &errors,
+                                                 std::shared_ptr<const Directory> directory = {});
 
 class AuthzService {
 public:
@@ -50,6 +54,7 @@ private:
   PluginReply authz_response(std::string_view body);
 
   Config config_;
+  std::shared_ptr<const Directory> remote_directory_; // LDAP: kept across reloads (pool, cache)
   std::atomic<std::shared_ptr<const PolicySnapshot>> snapshot_;
   DecisionLog log_;
 };

@@ -3,7 +3,10 @@
 #   1. install Debian packages, build with -Werror, run the unit tests;
 #   2. build the unit tests with ASan+UBSan and run them;
 #   3. check formatting of the C++ sources;
-#   4. end-to-end tests on a real dockerd with TLS users (tests/e2e/run.sh).
+#   4. LDAP: the slapd harness self-test, the LDAP client's integration tests against a real slapd
+#      (plain and ASan+UBSan builds);
+#   5. end-to-end tests on a real dockerd with TLS users (tests/e2e/run.sh), and with an LDAP
+#      directory (tests/e2e/ldap.sh).
 # Prints "N passed, N failed" at the end and exits non-zero on any failure.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,15 +47,55 @@ grep -qE '^\[doctest\] test cases:' "$LOGDIR/asan.log" || { failed=$((failed + 1
 step "formatting (clang-format)"
 if scripts/check-format.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("formatting"); fi
 
-step "end-to-end tests on a real dockerd"
-if tests/e2e/run.sh 2>&1 | tee "$LOGDIR/e2e.log"; then :; else failures+=("e2e"); fi
-line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$LOGDIR/e2e.log" | tail -1)"
-if [ -n "$line" ]; then
-  passed=$((passed + $(cut -d' ' -f1 <<<"$line")))
-  failed=$((failed + $(cut -d' ' -f3 <<<"$line")))
+# ldap_suite NAME BINARY: runs a doctest binary against a fresh slapd harness.
+ldap_suite() {
+  local name=$1 bin=$2 dir log="$LOGDIR/$1.log"
+  dir="$(mktemp -d /tmp/pc-ldap.XXXXXX)"
+  rmdir "$dir"
+  if ! tests/ldap/slapd.sh start "$dir" --rogue >"$LOGDIR/$name-slapd.log" 2>&1; then
+    cat "$LOGDIR/$name-slapd.log"
+    failed=$((failed + 1)); failures+=("$name: slapd harness did not start")
+    return
+  fi
+  if PORTCULLIS_LDAP_ENV="$dir/env.json" \
+     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+     "$bin" 2>&1 | tee "$log"; then :; else failures+=("$name"); fi
+  tests/ldap/slapd.sh cleanup "$dir" >/dev/null 2>&1 || true
+  count_doctest "$log"
+  grep -qE '^\[doctest\] test cases:' "$log" || { failed=$((failed + 1)); failures+=("$name did not run"); }
+}
+
+step "LDAP harness self-test (real slapd)"
+if tests/ldap/selftest.sh 2>&1 | tee "$LOGDIR/ldap-selftest.log"; then
+  passed=$((passed + 1))
 else
-  failed=$((failed + 1)); failures+=("e2e did not report")
+  failed=$((failed + 1)); failures+=("LDAP harness self-test")
 fi
+
+step "LDAP client against a real slapd"
+ldap_suite ldap-tests build/ldap_tests
+
+step "LDAP client against a real slapd under ASan+UBSan"
+ldap_suite ldap-tests-asan build-asan/ldap_tests
+
+# e2e_suite NAME SCRIPT: runs an end-to-end script that ends with "N passed, N failed".
+e2e_suite() {
+  local name=$1 script=$2 line
+  if "$script" 2>&1 | tee "$LOGDIR/$name.log"; then :; else failures+=("$name"); fi
+  line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$LOGDIR/$name.log" | tail -1)"
+  if [ -n "$line" ]; then
+    passed=$((passed + $(cut -d' ' -f1 <<<"$line")))
+    failed=$((failed + $(cut -d' ' -f3 <<<"$line")))
+  else
+    failed=$((failed + 1)); failures+=("$name did not report")
+  fi
+}
+
+step "end-to-end tests on a real dockerd"
+e2e_suite e2e tests/e2e/run.sh
+
+step "end-to-end tests on a real dockerd with an LDAP directory"
+e2e_suite e2e-ldap tests/e2e/ldap.sh
 
 echo
 echo "=== summary ==="

@@ -110,3 +110,63 @@ TEST_CASE("responses are what dockerd decodes") {
   CHECK(deny["Msg"] == "no \"way\"");
   CHECK(nlohmann::json::parse(encode_plugin_error("boom"))["Err"] == "boom");
 }
+
+// --- decision-log records (plugin/audit.hpp): same bytes as nlohmann's dump -------------------
+#include "plugin/audit.hpp"
+
+TEST_CASE("audit: LogRecord writes what nlohmann::json::dump writes") {
+  const std::vector<std::string> strings = {
+      "",
+      "plain /v1.41/containers/create?name=web",
+      "quote \" backslash \\ slash /",
+      "ctl \x01\x1f\t\n\r\b\f del \x7f",
+      "caf\xC3\xA9 \xE2\x84\xAA",
+      "bad utf-8 \xff\xfe end",
+      std::string("nul \0 inside", 12),
+      "truncated \xE2\x84",
+  };
+  for (const auto &s : strings) {
+    CAPTURE(s);
+    LogRecord r;
+    r.set("k", s);
+    r.set(s, s); // keys are escaped the same way
+    nlohmann::json j;
+    j["k"] = s;
+    j[s] = s;
+    CHECK(r.dump() == j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
+
+  LogRecord inner;
+  inner.set("ref", "busybox").set("id", true);
+  LogRecord mount;
+  mount.set("path", "/srv").set("read_only", false).set("origin", "Binds");
+  LogRecord rec;
+  rec.set("time", "t").set("decision_id", "id").set("phase", "request");
+  rec.set("roles", std::vector<std::string>{"developer", "b\"x"});
+  rec.set("groups", std::vector<std::string>{});
+  rec.set("facts", inner);
+  rec.set("empty", LogRecord());
+  rec.set("host_mounts", std::vector<LogRecord>{mount, mount});
+  rec.set("latency_us", 123L).set("neg", -5).set("allow", false);
+  rec.set("rule", "first").set("rule", "second"); // replaced, as json::operator[] does
+  rec.set("Zeta", "upper case sorts first").set("_u", 1);
+
+  nlohmann::json j;
+  j["time"] = "t";
+  j["decision_id"] = "id";
+  j["phase"] = "request";
+  j["roles"] = std::vector<std::string>{"developer", "b\"x"};
+  j["groups"] = std::vector<std::string>{};
+  j["facts"] = {{"ref", "busybox"}, {"id", true}};
+  j["empty"] = nlohmann::json::object();
+  nlohmann::json m = {{"path", "/srv"}, {"read_only", false}, {"origin", "Binds"}};
+  j["host_mounts"] = nlohmann::json::array({m, m});
+  j["latency_us"] = 123L;
+  j["neg"] = -5;
+  j["allow"] = false;
+  j["rule"] = "second";
+  j["Zeta"] = "upper case sorts first";
+  j["_u"] = 1;
+  CHECK(rec.dump() == j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  CHECK(LogRecord().dump() == "{}");
+}
