@@ -248,7 +248,9 @@ IdentityResult identify_unchecked(const AuthzRequest &req, const Directory &dire
   DirectoryResult d = directory.groups_for(name);
   r.directory_cache = d.cache;
   if (!d.ok) {
-    r.error = "directory unavailable: " + d.error;
+    // "unavailable" for an outage, "lookup failed" when the directory answered with something
+    // unusable (duplicate users, limits, certificate errors): both deny.
+    r.error = (d.unreachable ? "directory unavailable: " : "directory lookup failed: ") + d.error;
     if (d.unreachable && d.error.find("unreachable") == std::string::npos)
       r.error += " (directory unreachable)";
     return r;

@@ -651,7 +651,7 @@ TEST_CASE("directory outcomes") {
     d.answer.error = "two entries for uid=alice";
     auto id = identify(tls("alice", "alice"), d);
     CHECK_FALSE(id.principal);
-    CHECK(id.error == "directory unavailable: two entries for uid=alice");
+    CHECK(id.error == "directory lookup failed: two entries for uid=alice");
   }
   SUBCASE("a directory that throws is an error, not a crash") {
     d.throws = true;
