@@ -39,6 +39,8 @@ std::shared_ptr<const DirectoryResult> error_result(std::string error, bool unre
   return r;
 }
 
+constexpr std::chrono::seconds kMaxWait{60}; // waiting for another caller's lookup
+
 std::string unreachable_message(const UserLookup &l) {
   return "directory server unreachable" + (l.error.empty() ? std::string() : ": " + l.error);
 }
@@ -141,9 +143,16 @@ DirectoryResult CachingDirectory::groups_for(const std::string &user) const {
         // Someone is already asking the backend about this user: wait for that answer (the
         // backend finishes within its own deadline).
         flight = f->second;
-        flight->cv.wait(lock, [&] { return flight->done; });
-        answer = flight->result;
-        label = flight->label;
+        // Bounded even if a backend ignored its own deadline: dockerd gives up long before.
+        if (flight->cv.wait_for(lock, kMaxWait, [&] { return flight->done; })) {
+          answer = flight->result;
+          label = flight->label;
+        } else {
+          answer = error_result("directory lookup for this user is still running after " +
+                                    std::to_string(kMaxWait.count()) + " s",
+                                true);
+          label = "miss";
+        }
         flight.reset();
       } else {
         flight = std::make_shared<Flight>();
@@ -207,10 +216,12 @@ CachingDirectory::Outcome CachingDirectory::settle_locked(const std::string &use
   case LookupStatus::failed:
   default:
     backend_errors_.fetch_add(1, std::memory_order_relaxed);
-    // The directory answered with something unusable: never served from the cache. After a
-    // miss, the expired entry is dropped too, so a later outage cannot resurrect it; a refresh
-    // that fails leaves the (still fresh) entry until its TTL.
-    if (it != map_.end() && !refresh && t >= it->second.expires) erase_locked(it);
+    // The directory answered with something unusable (a second entry for the user, a limit,
+    // a certificate error): whatever was cached is no longer trusted. The entry is dropped,
+    // also after a background refresh, so neither a later hit nor a later outage can serve it.
+    (void)refresh;
+    (void)t;
+    if (it != map_.end()) erase_locked(it);
     return {
         error_result("directory lookup failed" + (l.error.empty() ? "" : ": " + l.error), false),
         "miss",

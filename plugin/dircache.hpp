@@ -5,7 +5,8 @@
 // - Concurrent misses of one user make one backend call (single flight); the others wait for it.
 // - Refresh ahead: a hit on a positive entry older than refresh_ahead × positive_ttl is answered
 //   from the cache and queues one background refresh of that user (one refresher thread, bounded
-//   and deduplicated queue). A refresh that answers found/not_found replaces the entry.
+//   and deduplicated queue). A refresh that answers found/not_found replaces the entry; one the
+//   directory answers `failed` (duplicate user, limits, TLS) drops it; an unreachable one keeps it.
 // - Outage: when the backend is unreachable, an expired positive entry is served ("stale") until
 //   stale_grace after its expiry; never a negative entry, never after a `failed` answer.
 // - Bounded by max_entries: dead entries (expired and past any stale use) go first, then the
