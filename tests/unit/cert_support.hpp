@@ -8,6 +8,19 @@
 
 namespace portcullis::test {
 
+// PEM text of a certificate; frees the certificate and its key.
+inline std::string pem_and_free(X509 *x, EVP_PKEY *key) {
+  BIO *bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509(bio, x);
+  char *data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string pem(data, static_cast<std::size_t>(len));
+  BIO_free(bio);
+  X509_free(x);
+  EVP_PKEY_free(key);
+  return pem;
+}
+
 inline std::string make_cert_pem(const std::string &cn) {
   EVP_PKEY *key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
   X509 *x = X509_new();
@@ -24,15 +37,7 @@ inline std::string make_cert_pem(const std::string &cn) {
                                reinterpret_cast<const unsigned char *>(cn.c_str()), -1, -1, 0);
   X509_set_issuer_name(x, name);
   X509_sign(x, key, EVP_sha256());
-  BIO *bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509(bio, x);
-  char *data = nullptr;
-  long len = BIO_get_mem_data(bio, &data);
-  std::string pem(data, static_cast<std::size_t>(len));
-  BIO_free(bio);
-  X509_free(x);
-  EVP_PKEY_free(key);
-  return pem;
+  return pem_and_free(x, key);
 }
 
 } // namespace portcullis::test

@@ -62,15 +62,7 @@ std::string make_cert(const CertSpec &spec) {
     }
   }
   REQUIRE(X509_sign(x, key, nullptr) > 0);
-  BIO *bio = BIO_new(BIO_s_mem());
-  REQUIRE(PEM_write_bio_X509(bio, x) == 1);
-  char *data = nullptr;
-  long len = BIO_get_mem_data(bio, &data);
-  std::string pem(data, static_cast<std::size_t>(len));
-  BIO_free(bio);
-  X509_free(x);
-  EVP_PKEY_free(key);
-  return pem;
+  return test::pem_and_free(x, key);
 }
 
 std::string der_sha256(const std::string &pem) {
