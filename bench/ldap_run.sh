@@ -139,19 +139,9 @@ decision_log: $SB_DIR/ldap-decisions.log
 threads: 2
 log_level: info
 limits: {max_request_bytes: 16777216, max_json_depth: 64}
-directory:
-  type: ldap
-  ldap:
-    urls: ["$LDAPS_URL"]
-    tls: {ca_file: "$LDAP_CA"}
-    bind_dn: "$LDAP_BIND_DN"
-    bind_password_file: "$LDAP_BIND_PASSWORD_FILE"
-    timeouts: {connect: 1s, operation: 2s, decision: 3s}
-    pool: {size: 2, backoff_max: 500ms}
-    user: {base_dn: "$LDAP_USER_BASE", filter: "(objectClass=inetOrgPerson)"}
-    groups: {strategies: [member, posix], base_dn: "$LDAP_GROUP_BASE", max_depth: 5}
-  cache: {positive_ttl: 1h, negative_ttl: 30s, refresh_ahead: 0.5, stale_grace: 5m}
 YAML
+sb_ldap_directory_yaml "$LDAPS_URL" \
+  "{positive_ttl: 1h, negative_ttl: 30s, refresh_ahead: 0.5, stale_grace: 5m}" >>"$SB_DIR/ldap.yaml"
 
 sb_start_portcullis "$SB_DIR/file.yaml" # SB_PORTCULLIS_PID, socket $(sb_plugin_socket)
 "$PORTCULLIS_BIN" serve --config "$SB_DIR/ldap.yaml" >>"$SB_DIR/portcullis-ldap.log" 2>&1 &

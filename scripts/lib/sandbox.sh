@@ -141,6 +141,30 @@ $extra
 EOF
 }
 
+# sb_ldap_directory_yaml URL CACHE_FLOW_MAP: prints a `directory:` section for the slapd test
+# harness (tests/ldap/slapd.sh; source its DIR/env first), e.g.
+#   sb_ldap_directory_yaml "$LDAPS_URL" "{positive_ttl: 1h, negative_ttl: 30s}"
+# ldap:// URLs get StartTLS.
+sb_ldap_directory_yaml() {
+  local url=$1 cache=$2 starttls=false
+  [[ "$url" == ldap://* ]] && starttls=true
+  cat <<YAML
+directory:
+  type: ldap
+  ldap:
+    urls: ["$url"]
+    starttls: $starttls
+    tls: {ca_file: "$LDAP_CA"}
+    bind_dn: "$LDAP_BIND_DN"
+    bind_password_file: "$LDAP_BIND_PASSWORD_FILE"
+    timeouts: {connect: 1s, operation: 2s, decision: 3s}
+    pool: {size: 2, backoff_max: 500ms}
+    user: {base_dn: "$LDAP_USER_BASE", filter: "(objectClass=inetOrgPerson)"}
+    groups: {strategies: [member, posix], base_dn: "$LDAP_GROUP_BASE", max_depth: 5}
+  cache: $cache
+YAML
+}
+
 # sb_plugin_call PATH [CURL_ARGS...]: POST to the plugin socket; prints the body, then a last
 # line with the HTTP status ("000" when nothing answered).
 sb_plugin_call() {

@@ -27,31 +27,18 @@ ldif_member() {
     "$2" "$1" "$3" | "$SLAPD_SH" ldapmodify "$LD" - >/dev/null
 }
 
-# write_ldap_config FILE URL [EXTRA_LDAP_YAML]: portcullis config using the harness's slapd.
+# write_ldap_config FILE URL: portcullis config using the harness's slapd.
 write_ldap_config() {
-  local file=$1 url=$2 starttls=false
-  [[ "$url" == ldap://* ]] && starttls=true
-  cat >"$file" <<YAML
+  cat >"$1" <<YAML
 socket: $(sb_plugin_socket)
 socket_mode: "0600"
 policy: $SB_DIR/policy.yaml
 decision_log: $SB_DIR/decisions.log
 threads: 2
 log_level: info
-directory:
-  type: ldap
-  ldap:
-    urls: ["$url"]
-    starttls: $starttls
-    tls: {ca_file: "$LDAP_CA"}
-    bind_dn: "$LDAP_BIND_DN"
-    bind_password_file: "$LDAP_BIND_PASSWORD_FILE"
-    timeouts: {connect: 1s, operation: 2s, decision: 3s}
-    pool: {size: 2, backoff_max: 500ms}
-    user: {base_dn: "$LDAP_USER_BASE", filter: "(objectClass=inetOrgPerson)"}
-    groups: {strategies: [member, posix], base_dn: "$LDAP_GROUP_BASE", max_depth: 5}
-  cache: {positive_ttl: ${TTL}s, negative_ttl: 1s, refresh_ahead: 0, stale_grace: ${GRACE}s}
 YAML
+  sb_ldap_directory_yaml "$2" \
+    "{positive_ttl: ${TTL}s, negative_ttl: 1s, refresh_ahead: 0, stale_grace: ${GRACE}s}" >>"$1"
 }
 
 # last_record USER: the newest decision-log record of USER (compact JSON).
