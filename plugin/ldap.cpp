@@ -8,6 +8,7 @@
 #include "plugin/ldap_pool.hpp"
 
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -15,6 +16,7 @@
 #include <map>
 #include <set>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <utility>
 
 namespace portcullis {
@@ -22,7 +24,10 @@ namespace portcullis {
 namespace {
 
 constexpr int kPageSize = 500;
+constexpr int kMaxPages = 1000; // one search returning more pages than this is an error
 constexpr std::size_t kMaxUserName = 256;
+// The posix strategy matches memberUid against the user entry's own uid (never the requested name).
+constexpr const char *kPosixUidAttribute = "uid";
 
 void ascii_lower(std::string &s) {
   for (char &ch : s)
@@ -32,6 +37,17 @@ void ascii_lower(std::string &s) {
 std::string lower(std::string s) {
   ascii_lower(s);
   return s;
+}
+
+bool ascii_iequal(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
 }
 
 int ldap_scope(const std::string &s) {
@@ -237,7 +253,8 @@ private:
               const std::function<bool(const std::string &, std::vector<std::string> &)> &parents);
   bool member_groups(const std::string &dn, std::vector<std::string> &out);
   bool memberof_groups(const std::string &dn, std::vector<std::string> &out);
-  bool strategy(const std::string &name, const std::string &user, const Entry &entry);
+  bool memberof_values(const Entry &entry, std::vector<std::string> &out);
+  bool strategy(const std::string &name, const Entry &entry);
   bool add_cn_keys();
 
   const LdapConfig &cfg_;
@@ -251,8 +268,24 @@ private:
 bool Resolver::search(const SearchSpec &spec, std::vector<Entry> &out) {
   berval cookie{0, nullptr};
   bool more = true, ok = true;
-  while (ok && more)
+  std::string previous; // the last page's cookie: the same one twice would loop forever
+  for (int pages = 0; ok && more; ++pages) {
+    if (pages >= kMaxPages) {
+      ok = fail(LookupStatus::failed, "LDAP search under '" + spec.base + "' returned more than " +
+                                          std::to_string(kMaxPages) +
+                                          " pages: refusing a possibly endless answer");
+      break;
+    }
     ok = search_page(spec, cookie, out, more);
+    if (ok && more) {
+      std::string current(cookie.bv_val, cookie.bv_len);
+      if (current == previous)
+        ok = fail(LookupStatus::failed, "LDAP search under '" + spec.base +
+                                            "': the server returned the same paged results "
+                                            "cookie twice: refusing to loop");
+      previous = std::move(current);
+    }
+  }
   if (cookie.bv_val != nullptr) ber_memfree(cookie.bv_val);
   return ok;
 }
@@ -286,6 +319,9 @@ bool Resolver::search_page(const SearchSpec &spec, berval &cookie, std::vector<E
                         spec.paged ? controls : nullptr, nullptr, &tv, LDAP_NO_LIMIT, &res);
   if (page != nullptr) ldap_control_free(page);
   bool ok = true;
+  // Any client-side error (rc < 0) may have cost the handle its connection, and a handle without
+  // one must never be used again (the pool also refuses libldap's silent reconnects).
+  if (rc < 0) broken_ = true;
   if (ldap_rc_is_transport(rc)) {
     broken_ = true;
     ok = fail(LookupStatus::unreachable,
@@ -302,7 +338,20 @@ bool Resolver::search_page(const SearchSpec &spec, berval &cookie, std::vector<E
                                            " entries under '" + spec.base + "' for " + spec.filter);
     } else if (type == LDAP_RES_SEARCH_RESULT) {
       ok = result_ok(m, spec, cookie, more);
-    } // search references (continuations) are ignored: referrals are never followed
+    } else if (type == LDAP_RES_SEARCH_REFERENCE) {
+      // Referrals are not followed, so part of the answer lives elsewhere: never a partial list.
+      char **refs = nullptr;
+      std::string where;
+      if (ldap_parse_reference(ld_, m, &refs, nullptr, 0) == LDAP_SUCCESS && refs != nullptr) {
+        if (refs[0] != nullptr) where = std::string(" (") + refs[0] + ")";
+        ldap_memvfree(reinterpret_cast<void **>(refs));
+      }
+      ok = fail(LookupStatus::failed,
+                "LDAP search under '" + spec.base +
+                    "' returned a referral (search continuation reference" + where +
+                    "): part of the answer is on another server and referrals are not "
+                    "followed; refusing a partial answer (narrow the base DN)");
+    }
   }
   if (ok && rc != LDAP_SUCCESS) // e.g. no result message at all
     ok = fail(LookupStatus::failed,
@@ -417,28 +466,56 @@ bool Resolver::member_groups(const std::string &dn, std::vector<std::string> &ou
   return true;
 }
 
+// The memberOf values of an entry. A value list that comes with attribute options (AD's range
+// retrieval, "memberOf;range=0-1499") is incomplete by design: an error, never "no memberOf".
+bool Resolver::memberof_values(const Entry &entry, std::vector<std::string> &out) {
+  const std::string name = lower(cfg_.memberof_attribute);
+  for (const auto &[attr, values] : entry.attrs)
+    if (attr.size() > name.size() && attr.compare(0, name.size(), name) == 0 &&
+        attr[name.size()] == ';')
+      return fail(LookupStatus::failed,
+                  "the directory returned '" + attr + "' for '" + entry.dn +
+                      "' (ranged or optioned memberOf, e.g. Active Directory range retrieval): "
+                      "the group list would be incomplete; use the member or ad_in_chain "
+                      "strategy");
+  const auto it = entry.attrs.find(name);
+  if (it != entry.attrs.end()) out = it->second;
+  return true;
+}
+
 bool Resolver::memberof_groups(const std::string &dn, std::vector<std::string> &out) {
   SearchSpec s{dn, LDAP_SCOPE_BASE, "(objectClass=*)", {cfg_.memberof_attribute}, false, 1};
   std::vector<Entry> entries;
   if (!search(s, entries)) return false;
-  if (entries.empty()) return true; // a memberOf value naming an entry we cannot read
-  const auto it = entries[0].attrs.find(lower(cfg_.memberof_attribute));
-  if (it != entries[0].attrs.end()) out = it->second;
-  return true;
+  if (entries.empty()) // unreadable: its parents are unknown, not "none"
+    return fail(LookupStatus::failed,
+                "the group '" + dn +
+                    "' (from memberOf) cannot be read: its own groups are unknown");
+  return memberof_values(entries[0], out);
 }
 
-bool Resolver::strategy(const std::string &name, const std::string &user, const Entry &entry) {
+bool Resolver::strategy(const std::string &name, const Entry &entry) {
   std::vector<std::string> direct;
   if (name == "member") {
     if (!member_groups(entry.dn, direct)) return false;
   } else if (name == "memberof") {
-    const auto it = entry.attrs.find(lower(cfg_.memberof_attribute));
-    if (it != entry.attrs.end()) direct = it->second;
+    if (!memberof_values(entry, direct)) return false;
   } else {
-    const std::string inner =
-        name == "posix"
-            ? ldap_equality_filter(cfg_.posix_member_attribute, user)
-            : "(member:1.2.840.113556.1.4.1941:=" + ldap_escape_filter_value(entry.dn) + ")";
+    std::string inner;
+    if (name == "posix") {
+      // memberUid holds uids: match the entry's own (single) uid, never the requested name,
+      // which may have matched the entry through another attribute.
+      const auto it = entry.attrs.find(kPosixUidAttribute);
+      const std::size_t n = it == entry.attrs.end() ? 0 : it->second.size();
+      if (n != 1)
+        return fail(LookupStatus::failed, "the posix group strategy needs exactly one '" +
+                                              std::string(kPosixUidAttribute) +
+                                              "' value on the user entry '" + entry.dn +
+                                              "', found " + std::to_string(n));
+      inner = ldap_equality_filter(cfg_.posix_member_attribute, it->second[0]);
+    } else {
+      inner = "(member:1.2.840.113556.1.4.1941:=" + ldap_escape_filter_value(entry.dn) + ")";
+    }
     SearchSpec s{cfg_.group_base_dn,
                  ldap_scope(cfg_.group_scope),
                  ldap_and_filter(cfg_.group_filter, inner),
@@ -464,7 +541,11 @@ bool Resolver::strategy(const std::string &name, const std::string &user, const 
   return expand(keys, source, std::bind(&Resolver::memberof_groups, this, _1, _2));
 }
 
-// bind_by_cn: "cn:<value>" keys, refused when the CN is not unique.
+// bind_by_cn: "cn:<value>" keys, refused when the CN is not unique. The one group that a
+// (cn=<value>) search under groups.base_dn (with groups.filter) finds must BE the user's group:
+// a same-named group elsewhere (reached through memberOf, say) would otherwise get the key. A
+// group of the user's that this search does not find (outside the base, or not matching the
+// filter) fails the lookup too: fail-closed, a guardrail bound to its CN must not silently drop.
 bool Resolver::add_cn_keys() {
   std::map<std::string, std::vector<const GroupMembership *>> by_cn;
   for (const auto &[key, g] : groups_)
@@ -481,7 +562,15 @@ bool Resolver::add_cn_keys() {
                    0};
       std::vector<Entry> entries;
       if (!search(s, entries)) return false;
-      n = std::max(n, entries.size());
+      bool mine = false;
+      for (const auto &e : entries)
+        mine = mine || canonical_dn(e.dn) == std::optional<std::string>(list[0]->key);
+      if (entries.empty())
+        return fail(LookupStatus::failed,
+                    "group CN '" + cn + "' of the user's group '" + list[0]->display +
+                        "' is not found under ldap.groups.base_dn '" + cfg_.group_base_dn +
+                        "' (with ldap.groups.filter): a bare CN cannot name it; bind it by DN");
+      n = entries.size() + (mine ? 0 : 1);
     }
     if (n > 1)
       return fail(LookupStatus::failed, "group CN '" + cn + "' is ambiguous (" + std::to_string(n) +
@@ -496,16 +585,21 @@ bool Resolver::add_cn_keys() {
 
 UserLookup Resolver::run(const std::string &user) {
   UserLookup out;
-  bool memberof = false;
-  for (const auto &s : cfg_.group_strategies)
-    memberof = memberof || s == "memberof";
   SearchSpec us{cfg_.user_base_dn,
                 ldap_scope(cfg_.user_scope),
                 ldap_and_filter(cfg_.user_filter, ldap_equality_filter(cfg_.user_attribute, user)),
-                {},
+                {cfg_.user_attribute},
                 false,
                 0};
-  if (memberof) us.attrs = {cfg_.memberof_attribute};
+  for (const auto &s : cfg_.group_strategies) {
+    const std::string want = s == "memberof" ? cfg_.memberof_attribute
+                             : s == "posix"  ? std::string(kPosixUidAttribute)
+                                             : std::string();
+    bool have = want.empty();
+    for (const auto &a : us.attrs)
+      have = have || ascii_iequal(a, want);
+    if (!have) us.attrs.push_back(want);
+  }
   std::vector<Entry> users;
   bool ok = search(us, users);
   if (ok && users.empty()) {
@@ -517,8 +611,27 @@ UserLookup Resolver::run(const std::string &user) {
     ok = fail(LookupStatus::failed, std::to_string(users.size()) +
                                         " directory entries match user '" + user +
                                         "': refusing to guess");
+  if (ok && !canonical_dn(users[0].dn))
+    ok = fail(LookupStatus::failed, "the directory returned an empty or malformed DN '" +
+                                        users[0].dn + "' for user '" + user + "'");
+  if (ok) {
+    // LDAP matching is looser than portcullis's names (it ignores case and collapses spaces, and
+    // the attribute may have other matching rules): the entry must carry the name itself, equal
+    // up to ASCII case.
+    const auto it = users[0].attrs.find(lower(cfg_.user_attribute));
+    bool equal = false;
+    if (it != users[0].attrs.end())
+      for (const auto &v : it->second)
+        equal = equal || ascii_iequal(v, user);
+    if (!equal) {
+      out.status = LookupStatus::not_found;
+      out.error = "the directory entry '" + users[0].dn + "' matched user '" + user +
+                  "' but none of its '" + cfg_.user_attribute + "' values is that name";
+      return out;
+    }
+  }
   for (std::size_t i = 0; ok && i < cfg_.group_strategies.size(); ++i)
-    ok = strategy(cfg_.group_strategies[i], user, users[0]);
+    ok = strategy(cfg_.group_strategies[i], users[0]);
   if (ok && cfg_.bind_by_cn) ok = add_cn_keys();
   if (!ok) {
     out.status = error_.status;
@@ -551,6 +664,14 @@ LdapDirectory::~LdapDirectory() = default;
 
 std::unique_ptr<LdapDirectory> LdapDirectory::create(const LdapConfig &config, std::string &error) {
   ldap_global_init();
+  struct stat st {};
+  if (::stat(config.bind_password_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    error = "ldap.bind_password_file '" + config.bind_password_file + "' has mode " + mode +
+            ": it must not be readable or writable by group or others (chmod 600 or 400)";
+    return nullptr;
+  }
   std::ifstream in(config.bind_password_file, std::ios::binary);
   std::string password;
   if (in.is_open())
@@ -588,8 +709,8 @@ std::unique_ptr<LdapDirectory> LdapDirectory::create(const LdapConfig &config, s
   // Warm one connection; an unreachable directory is not a start-up error.
   LdapError e;
   const Deadline deadline(config.decision_timeout_ms);
-  if (auto conn = dir->pool_->acquire(deadline, false, e))
-    dir->pool_->release(std::move(conn), false);
+  if (LdapLease lease(*dir->pool_, dir->pool_->acquire(deadline, false, e)); lease)
+    lease.release(false);
   else
     spdlog::warn("LDAP directory not usable at start (requests will be denied until it is): {}",
                  e.message);
@@ -607,12 +728,20 @@ UserLookup LdapDirectory::lookup(const std::string &user) {
   bool fresh_only = false;
   for (int attempt = 0;; ++attempt) {
     LdapError e;
-    std::unique_ptr<LdapConn> conn = pool_->acquire(deadline, fresh_only, e);
-    if (!conn) return error_lookup(e);
-    Resolver resolver(config_, *conn, deadline);
-    UserLookup out = resolver.run(user);
-    const bool broken = resolver.broken(), reused = conn->reused;
-    pool_->release(std::move(conn), broken);
+    LdapLease lease(*pool_, pool_->acquire(deadline, fresh_only, e));
+    if (!lease) return error_lookup(e);
+    UserLookup out;
+    bool broken = true;
+    try {
+      Resolver resolver(config_, lease.conn(), deadline);
+      out = resolver.run(user);
+      broken = resolver.broken();
+    } catch (const std::exception &ex) { // the lease gives the connection back as broken
+      return error_lookup(
+          {LookupStatus::failed, std::string("LDAP lookup failed: internal error: ") + ex.what()});
+    }
+    const bool reused = lease.conn().reused;
+    lease.release(broken);
     // A transport error on a connection that sat in the pool may just mean the server restarted:
     // searches are idempotent, so try once more on a new connection.
     if (!broken || !reused || attempt > 0 || deadline.expired()) return out;

@@ -6,15 +6,23 @@
 // Outcomes (LookupStatus): exactly one user entry and a complete group list -> found; zero
 // entries (or a name that cannot be a user) -> not_found; could not connect / timed out ->
 // unreachable; anything else that makes the answer unusable (duplicate users, size limit,
-// referral, nesting deeper than max_depth, more than max_groups, TLS verification failure,
-// ambiguous CN) -> failed. A partial group list is never returned.
+// referral or search continuation reference, ranged memberOf, an unreadable memberOf group, a
+// looping or endless paged search, nesting deeper than max_depth, more than max_groups, TLS
+// verification failure, ambiguous CN) -> failed. A partial group list is never returned.
+//
+// The user entry must carry the requested name in one of its user.attribute values (ASCII
+// case-insensitive; LDAP matching is looser) - else not_found; its DN must canonicalise - else
+// failed. The posix strategy matches memberUid against the entry's single uid value.
 //
 // Group keys: every GroupMembership.key is the canonical DN (canonical_dn()). With
 // ldap.groups.bind_by_cn, every group whose first RDN is cn ALSO gets a membership with key
 // "cn:<lower-cased cn value>" (source "cn", display the DN) so that policies may bind bare CNs.
 // Such a CN must be unambiguous: if two of the user's groups share it, or a search (cn=<value>)
-// under groups.base_dn (ANDed with groups.filter) finds more than one entry, the whole lookup is
-// failed with "group CN 'x' is ambiguous (N groups): bind it by DN" - never a guess.
+// under groups.base_dn (ANDed with groups.filter) finds more than one entry or finds one that is
+// not the user's group, the whole lookup is failed with "group CN 'x' is ambiguous (N groups):
+// bind it by DN" - never a guess. A user's group that this search does not find at all (outside
+// groups.base_dn, or not matching groups.filter) fails the lookup too (fail-closed: a deny bound
+// to its CN must not silently drop).
 #pragma once
 
 #include "plugin/config.hpp"
@@ -57,8 +65,9 @@ class LdapPool;
 
 class LdapDirectory final : public DirectoryBackend {
 public:
-  // Reads the password file, checks the CA and client certificate files. The server need not be
-  // reachable (a warning is logged). nullptr + error on a configuration problem.
+  // Reads the password file (refused when empty or when its mode gives group/others any access),
+  // checks the CA and client certificate files. The server need not be reachable (a warning is
+  // logged). nullptr + error on a configuration problem.
   static std::unique_ptr<LdapDirectory> create(const LdapConfig &config, std::string &error);
   ~LdapDirectory() override;
   LdapDirectory(const LdapDirectory &) = delete;

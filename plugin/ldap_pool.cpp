@@ -50,11 +50,13 @@ std::string ldap_error_text(LDAP *ld, int rc) {
 
 namespace {
 
+// A non-zero return makes libldap close the new socket and fail the operation.
 int on_connect(LDAP *, Sockbuf *sb, LDAPURLDesc *, sockaddr *, ldap_conncb *ctx) {
   auto *c = static_cast<LdapConn *>(ctx->lc_arg);
   int fd = -1;
   ber_sockbuf_ctrl(sb, LBER_SB_OPT_GET_FD, &fd);
   std::lock_guard lk(c->mu);
+  if (c->connect_phase_over) return -1; // a silent reconnect: no StartTLS, no bind; refused
   c->fd = fd;
   c->tcp_connected = true;
   return 0;
@@ -127,7 +129,9 @@ LdapConn::~LdapConn() {
 
 LdapPool::LdapPool(const LdapConfig &config, std::string password)
     : config_(config), password_(std::move(password)), urls_(join_urls(config.urls)),
-      rng_(std::random_device{}()) {}
+      rng_(std::random_device{}()) {
+  idle_.reserve(static_cast<std::size_t>(std::max(1, config.pool_size)));
+}
 
 LdapPool::~LdapPool() = default;
 
@@ -169,6 +173,7 @@ bool LdapPool::establish(LdapConn &c, const Deadline &d, LdapError &e) {
   bool tcp_connected = false, fired = false;
   {
     std::lock_guard lk(c.mu);
+    c.connect_phase_over = true; // any later connection attempt on this handle is refused
     tcp_connected = c.tcp_connected;
     fired = c.watchdog_fired;
   }
@@ -273,7 +278,16 @@ std::unique_ptr<LdapConn> LdapPool::acquire(const Deadline &d, bool fresh_only, 
   }
   ++out_;
   lk.unlock();
-  std::unique_ptr<LdapConn> c = connect(d, e);
+  std::unique_ptr<LdapConn> c;
+  try { // e.g. std::thread (the watchdog) or an allocation failing: the slot must come back
+    c = connect(d, e);
+  } catch (const std::exception &ex) {
+    c.reset();
+    e = {LookupStatus::failed, std::string("LDAP: internal error while connecting: ") + ex.what()};
+  } catch (...) {
+    c.reset();
+    e = {LookupStatus::failed, "LDAP: internal error while connecting"};
+  }
   lk.lock();
   if (c) {
     connect_succeeded();
@@ -286,25 +300,23 @@ std::unique_ptr<LdapConn> LdapPool::acquire(const Deadline &d, bool fresh_only, 
   return nullptr;
 }
 
-void LdapPool::release(std::unique_ptr<LdapConn> conn, bool broken) {
+void LdapPool::release(std::unique_ptr<LdapConn> conn, bool broken) noexcept {
   std::vector<std::unique_ptr<LdapConn>> dropped;
   {
     std::lock_guard lk(mu_);
     --out_;
     const auto max_age = std::chrono::milliseconds(config_.max_connection_age_ms);
     if (broken) {
-      dropped = std::move(idle_); // a restarted or frozen server breaks them all
-      idle_.clear();
-      dropped.push_back(std::move(conn));
-    } else if (LdapClock::now() - conn->created >= max_age) {
-      dropped.push_back(std::move(conn));
-    } else {
+      dropped.swap(idle_); // a restarted or frozen server breaks them all
+    } else if (conn && LdapClock::now() - conn->created < max_age) {
       conn->reused = true;
-      idle_.push_back(std::move(conn));
+      try {
+        idle_.push_back(std::move(conn)); // strong guarantee: on failure conn is just closed
+      } catch (...) {}
     }
   }
   cv_.notify_one();
-  // dropped connections are unbound here, outside the lock
+  // dropped connections (and conn, unless it went idle) are unbound here, outside the lock
 }
 
 } // namespace portcullis

@@ -14,6 +14,7 @@
 #include <random>
 #include <string>
 #include <sys/time.h>
+#include <utility>
 #include <vector>
 
 namespace portcullis {
@@ -62,6 +63,10 @@ public:
   int fd = -1;
   bool tcp_connected = false;
   bool watchdog_fired = false;
+  // Set once the connect phase (TCP + TLS) has returned: from then on the connect callback refuses
+  // every new socket, so libldap can never silently reopen a lost connection (ldap_open_defconn)
+  // without StartTLS and without the bind.
+  bool connect_phase_over = false;
   ldap_conncb callbacks{};
 };
 
@@ -75,8 +80,8 @@ public:
   // A bound connection, or nullptr + error. fresh_only: never hand out an idle connection.
   std::unique_ptr<LdapConn> acquire(const Deadline &deadline, bool fresh_only, LdapError &error);
   // Give the connection back; broken ones (transport error, timeout) are destroyed, and so are
-  // all idle ones older than it (a server restart breaks them all).
-  void release(std::unique_ptr<LdapConn> conn, bool broken);
+  // all idle ones older than it (a server restart breaks them all). conn must not be null.
+  void release(std::unique_ptr<LdapConn> conn, bool broken) noexcept;
 
 private:
   std::unique_ptr<LdapConn> connect(const Deadline &deadline, LdapError &error);
@@ -99,6 +104,29 @@ private:
   LdapClock::time_point retry_at_{};
   LdapError last_failure_;
   std::minstd_rand rng_;
+};
+
+// A checked-out connection that goes back to the pool exactly once: release(broken) when the
+// lookup finished, otherwise (an exception, an early return) the destructor releases it as broken
+// so that its pool slot is never leaked.
+class LdapLease {
+public:
+  LdapLease(LdapPool &pool, std::unique_ptr<LdapConn> conn) : pool_(pool), conn_(std::move(conn)) {}
+  ~LdapLease() {
+    if (conn_) pool_.release(std::move(conn_), true);
+  }
+  LdapLease(const LdapLease &) = delete;
+  LdapLease &operator=(const LdapLease &) = delete;
+
+  explicit operator bool() const { return conn_ != nullptr; }
+  LdapConn &conn() { return *conn_; }
+  void release(bool broken) {
+    if (conn_) pool_.release(std::move(conn_), broken);
+  }
+
+private:
+  LdapPool &pool_;
+  std::unique_ptr<LdapConn> conn_;
 };
 
 } // namespace portcullis

@@ -5,6 +5,7 @@
 // the size-limit test starts its own second harness.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include "plugin/ldap.hpp"
+#include "plugin/ldap_pool.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -14,7 +15,11 @@
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <stdexcept>
 #include <string>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
 
@@ -96,6 +101,38 @@ std::string temp_file(const std::string &content) {
   close(fd);
   std::ofstream(path) << content;
   return path;
+}
+
+// ldapmodify as the harness's rootdn; returns the exit status (no doctest macros: usable from a
+// destructor).
+int ldapmodify(const std::string &ldif) {
+  char path[] = "/tmp/pl-ldap-ldifXXXXXX";
+  const int fd = mkstemp(path);
+  if (fd < 0) return -1;
+  close(fd);
+  std::ofstream(path) << ldif;
+  const int rc = std::system(
+      (harness("ldapmodify " + env("LDAP_DIR") + " " + path) + " >/dev/null 2>&1").c_str());
+  std::remove(path);
+  return rc;
+}
+
+// Changes the fixture for one test and puts it back afterwards (even when the test fails).
+struct FixtureChange {
+  FixtureChange(const std::string &apply, std::string undo) : undo_(std::move(undo)) {
+    REQUIRE(ldapmodify(apply) == 0);
+  }
+  ~FixtureChange() { ldapmodify(undo_); }
+  FixtureChange(const FixtureChange &) = delete;
+  FixtureChange &operator=(const FixtureChange &) = delete;
+
+private:
+  std::string undo_;
+};
+
+std::string read_password(const std::string &path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 long long elapsed_ms(std::chrono::steady_clock::time_point t0) {
@@ -274,6 +311,218 @@ TEST_CASE("bind_by_cn: unique CNs get cn: keys, the ambiguous 'admins' fails the
         std::string::npos);
 }
 
+TEST_CASE("bind_by_cn: a same-named group outside groups.base_dn never gets the cn: key") {
+  // Review finding: erin, in cn=docker-admins,ou=services (outside ou=groups), was given
+  // cn:docker-admins because the only (cn=docker-admins) under ou=groups was counted, not compared.
+  FixtureChange change("dn: cn=docker-admins,ou=services," + kBase +
+                           "\nchangetype: add\nobjectClass: groupOfNames\ncn: docker-admins\n"
+                           "member: uid=erin,ou=contractors,ou=people," +
+                           kBase + "\n\ndn: cn=svc-only,ou=services," + kBase +
+                           "\nchangetype: add\nobjectClass: groupOfNames\ncn: svc-only\n"
+                           "member: uid=frank,ou=contractors,ou=people," +
+                           kBase + "\n",
+                       "dn: cn=docker-admins,ou=services," + kBase +
+                           "\nchangetype: delete\n\ndn: cn=svc-only,ou=services," + kBase +
+                           "\nchangetype: delete\n");
+  LdapConfig c = base_config();
+  c.group_strategies = {"memberof"};
+  UserLookup erin = make(c)->lookup("erin");
+  REQUIRE_MESSAGE(erin.status == LookupStatus::found, erin.error); // by DN: fine
+  CHECK(find(erin, "cn=docker-admins,ou=services," + kBase) != nullptr);
+  CHECK(find(erin, group("docker-admins")) == nullptr);
+
+  c.bind_by_cn = true;
+  auto d = make(c);
+  erin = d->lookup("erin");
+  CHECK_STATUS(erin, LookupStatus::failed);
+  CHECK(erin.error.find("group CN 'docker-admins' is ambiguous (2 groups): bind it by DN") !=
+        std::string::npos);
+  CHECK(find(erin, "cn:docker-admins") == nullptr);
+  CHECK(erin.groups.empty());
+  // A unique CN outside the base: no search under the base can vouch for it -> failed.
+  const UserLookup frank = d->lookup("frank");
+  CHECK_STATUS(frank, LookupStatus::failed);
+  CHECK(frank.error.find("group CN 'svc-only'") != std::string::npos);
+  CHECK(frank.error.find("not found under ldap.groups.base_dn") != std::string::npos);
+  // Groups under the base with unique CNs still get their keys.
+  const UserLookup dave = d->lookup("dave");
+  REQUIRE_MESSAGE(dave.status == LookupStatus::found, dave.error);
+  CHECK(find(dave, "cn:docker-admins") != nullptr);
+}
+
+TEST_CASE("posix matches memberUid with the entry's own uid, not the requested name") {
+  // mallory's cn is "bob": with user.attribute cn, "bob" finds mallory, and memberUid=bob (the
+  // real bob's posix group 'devs') must not be granted to her.
+  FixtureChange change(
+      "dn: uid=mallory,ou=people," + kBase +
+          "\nchangetype: add\nobjectClass: inetOrgPerson\nuid: mallory\ncn: "
+          "bob\nsn: M\n\ndn: cn=nouid,ou=people," +
+          kBase + "\nchangetype: add\nobjectClass: inetOrgPerson\ncn: nouid\nsn: N\n",
+      "dn: uid=mallory,ou=people," + kBase + "\nchangetype: delete\n\ndn: cn=nouid,ou=people," +
+          kBase + "\nchangetype: delete\n");
+  LdapConfig c = base_config();
+  c.user_attribute = "cn";
+  c.group_strategies = {"posix"};
+  auto d = make(c);
+  UserLookup u = d->lookup("bob");
+  REQUIRE_MESSAGE(u.status == LookupStatus::found, u.error);
+  CHECK(*canonical_dn(u.user_dn) == "uid=mallory,ou=people," + kBase);
+  CHECK(find(u, group("devs")) == nullptr);
+  CHECK(u.groups.empty());
+  u = d->lookup("Bob Brown"); // the real bob, by cn: his uid 'bob' is in devs
+  REQUIRE_MESSAGE(u.status == LookupStatus::found, u.error);
+  CHECK(find(u, group("devs")) != nullptr);
+  // no uid on the entry / two uids: failed (only when the posix strategy is on)
+  u = d->lookup("nouid");
+  CHECK_STATUS(u, LookupStatus::failed);
+  CHECK(u.error.find("exactly one 'uid' value") != std::string::npos);
+  REQUIRE(ldapmodify("dn: uid=mallory,ou=people," + kBase +
+                     "\nchangetype: modify\nadd: uid\nuid: mallory2\n-\n") == 0);
+  u = d->lookup("bob");
+  CHECK_STATUS(u, LookupStatus::failed);
+  CHECK(u.error.find("found 2") != std::string::npos);
+  c.group_strategies = {"member"};
+  CHECK_STATUS(make(c)->lookup("nouid"), LookupStatus::found);
+}
+
+TEST_CASE("the entry must carry the requested name itself (ASCII case-insensitive)") {
+  UserLookup u = make(base_config())->lookup("ALICE");
+  REQUIRE_MESSAGE(u.status == LookupStatus::found, u.error);
+  CHECK(*canonical_dn(u.user_dn) == "uid=alice,ou=people," + kBase);
+  LdapConfig c = base_config();
+  c.user_attribute = "cn";
+  auto d = make(c);
+  CHECK_STATUS(d->lookup("alice anders"), LookupStatus::found);
+  // LDAP's caseIgnoreMatch collapses inner spaces: the server matches, portcullis does not.
+  u = d->lookup("Alice  Anders");
+  CHECK_STATUS(u, LookupStatus::not_found);
+  CHECK(u.error.find("none of its 'cn' values is that name") != std::string::npos);
+  CHECK(u.user_dn.empty());
+  CHECK(u.groups.empty());
+}
+
+TEST_CASE("a search continuation reference (referral object) fails the lookup") {
+  FixtureChange change("dn: ou=elsewhere,ou=groups," + kBase +
+                           "\nchangetype: add\nobjectClass: referral\nobjectClass: "
+                           "extensibleObject\nou: elsewhere\nref: ldap://127.0.0.1:1/ou=x\n",
+                       "dn: ou=elsewhere,ou=groups," + kBase +
+                           "\ncontrol: 2.16.840.1.113730.3.4.2\nchangetype: delete\n");
+  const UserLookup u = make(base_config())->lookup("alice"); // member search under ou=groups
+  CHECK_STATUS(u, LookupStatus::failed);
+  CHECK(u.error.find("returned a referral (search continuation reference") != std::string::npos);
+  CHECK(u.error.find("ldap://127.0.0.1:1/ou=x") != std::string::npos);
+  CHECK(u.groups.empty());
+}
+
+TEST_CASE("memberOf with attribute options (AD range retrieval) or an unreadable parent fails") {
+  // slapd returns subtypes with options for a requested attribute: description;lang-en stands in
+  // for AD's memberOf;range=0-1499.
+  FixtureChange change(
+      "dn: uid=carol,ou=people," + kBase +
+          "\nchangetype: modify\nadd: description;lang-en\ndescription;lang-en: " +
+          group("docker-admins") + "\n-\n\ndn: uid=bob,ou=people," + kBase +
+          "\nchangetype: modify\nadd: description\ndescription: " + group("ghost") + "\n-\n",
+      "dn: uid=carol,ou=people," + kBase +
+          "\nchangetype: modify\ndelete: description;lang-en\n-\n\ndn: "
+          "uid=bob,ou=people," +
+          kBase + "\nchangetype: modify\ndelete: description\n-\n");
+  LdapConfig c = base_config();
+  c.group_strategies = {"memberof"};
+  c.memberof_attribute = "description";
+  auto d = make(c);
+  UserLookup u = d->lookup("carol");
+  CHECK_STATUS(u, LookupStatus::failed);
+  CHECK(u.error.find("description;lang-en") != std::string::npos);
+  CHECK(u.groups.empty());
+  u = d->lookup("bob"); // names a group that does not exist: its parents are unknown
+  CHECK_STATUS(u, LookupStatus::failed);
+  CHECK(u.groups.empty());
+  CHECK_STATUS(d->lookup("alice"), LookupStatus::found); // no description: no groups, found
+}
+
+TEST_CASE("a pooled handle never opens a second connection (no silent reconnect, no chase)") {
+  // libldap opens connections by itself: a lost default connection is reopened on the next
+  // request (ldap_open_defconn), and a chased referral opens another one - both without StartTLS
+  // and without the bind. The pool's connect callback refuses every connection attempt after the
+  // connect phase. Proven here with a referral chase, the one way to make libldap 2.5 open a
+  // connection on demand: the referral points back at the same server (plain ldap:// on another
+  // address), whose log must show no new connection.
+  const std::string other = env("LDAP_SAN_MISMATCH_URL"); // same server, another address
+  FixtureChange change("dn: ou=elsewhere,ou=groups," + kBase +
+                           "\nchangetype: add\nobjectClass: referral\nobjectClass: "
+                           "extensibleObject\nou: elsewhere\nref: " +
+                           other + "/ou=people," + kBase + "\n",
+                       "dn: ou=elsewhere,ou=groups," + kBase +
+                           "\ncontrol: 2.16.840.1.113730.3.4.2\nchangetype: delete\n");
+  // Operations (a bind, a search) that reached the server on connections accepted on the
+  // referral's address. The TCP connect itself happens before the callback can refuse it.
+  auto chased_ops = [] {
+    std::ifstream log(env("SLAPD_LOG"));
+    std::string line;
+    std::set<std::string> open; // "conn=N " accepted on 127.0.0.2 and not yet closed
+    int n = 0;
+    while (std::getline(log, line)) {
+      const auto at = line.find(" conn=");
+      if (at == std::string::npos) continue;
+      const std::string conn = line.substr(at + 1, line.find(' ', at + 1) - at);
+      if (line.find(" ACCEPT from ") != std::string::npos)
+        line.find("(IP=127.0.0.2:") != std::string::npos ? (void)open.insert(conn)
+                                                         : (void)open.erase(conn);
+      else if (line.find(" closed") != std::string::npos)
+        open.erase(conn);
+      else if (open.count(conn) != 0 && line.find(" op=") != std::string::npos)
+        ++n;
+    }
+    return n;
+  };
+  for (const bool starttls : {true, false}) {
+    CAPTURE(starttls);
+    LdapConfig c = base_config();
+    if (starttls) {
+      c.urls = {env("LDAP_URL")};
+      c.starttls = true;
+    }
+    LdapPool pool(c, read_password(c.bind_password_file));
+    LdapError e;
+    auto conn = pool.acquire(Deadline(2000), false, e);
+    REQUIRE_MESSAGE(conn != nullptr, e.message);
+    REQUIRE(ldap_set_option(conn->ld, LDAP_OPT_REFERRALS, LDAP_OPT_ON) == LDAP_OPT_SUCCESS);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200)); // slapd writes its log
+    const int before = chased_ops();
+    char one_one[] = "1.1";
+    char *attrs[] = {one_one, nullptr};
+    timeval tv{2, 0};
+    LDAPMessage *res = nullptr;
+    const int rc =
+        ldap_search_ext_s(conn->ld, ("ou=elsewhere,ou=groups," + kBase).c_str(), LDAP_SCOPE_BASE,
+                          "(objectClass=*)", attrs, 0, nullptr, nullptr, &tv, 0, &res);
+    if (res != nullptr) ldap_msgfree(res);
+    CHECK(rc != LDAP_SUCCESS);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK(chased_ops() == before);
+    pool.release(std::move(conn), true);
+  }
+}
+
+TEST_CASE("a lease gives its pool slot back when the lookup throws") {
+  LdapConfig c = base_config();
+  c.pool_size = 1;
+  LdapPool pool(c, read_password(c.bind_password_file));
+  for (int i = 0; i < 3; ++i) {
+    try {
+      LdapError e;
+      LdapLease lease(pool, pool.acquire(Deadline(2000), false, e));
+      REQUIRE_MESSAGE(lease, e.message);
+      throw std::runtime_error("simulated failure inside a lookup");
+    } catch (const std::runtime_error &) {}
+  }
+  LdapError e;
+  const auto t0 = std::chrono::steady_clock::now();
+  LdapLease lease(pool, pool.acquire(Deadline(500), false, e));
+  CHECK_MESSAGE(lease, e.message); // not "all 1 LDAP connections stayed busy"
+  CHECK(elapsed_ms(t0) < 400);
+}
+
 TEST_CASE("ad_in_chain against OpenLDAP never yields a partial success") {
   LdapConfig c = base_config();
   c.group_strategies = {"ad_in_chain"};
@@ -346,6 +595,15 @@ TEST_CASE("create: password file and certificate checks") {
   c = base_config();
   c.ca_file = "/nonexistent/ca.pem";
   CHECK(LdapDirectory::create(c, error) == nullptr);
+  c = base_config();
+  const std::string shared = temp_file(read_password(c.bind_password_file));
+  REQUIRE(::chmod(shared.c_str(), 0640) == 0);
+  c.bind_password_file = shared;
+  CHECK(LdapDirectory::create(c, error) == nullptr);
+  CHECK(error.find("has mode 0640") != std::string::npos);
+  REQUIRE(::chmod(shared.c_str(), 0400) == 0);
+  CHECK(LdapDirectory::create(c, error) != nullptr);
+  std::remove(shared.c_str());
   std::remove(empty.c_str());
   std::remove(newline.c_str());
   std::remove(wrong.c_str());

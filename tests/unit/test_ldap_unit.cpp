@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <doctest/doctest.h>
 #include <fstream>
+#include <sys/stat.h>
 #include <unistd.h>
 
 using namespace portcullis;
@@ -99,6 +100,14 @@ TEST_CASE("LdapDirectory::create refuses an empty or unreadable password file") 
   CHECK(error.find("cannot read") != std::string::npos);
   std::ofstream(path) << "s3cret\n";
   c.bind_password_file = path;
+  for (const mode_t mode : {0640, 0604, 0660, 0620}) { // group/other bits, even without read
+    CAPTURE(mode);
+    REQUIRE(::chmod(path, mode) == 0);
+    error.clear();
+    CHECK(LdapDirectory::create(c, error) == nullptr);
+    CHECK(error.find("must not be readable or writable by group or others") != std::string::npos);
+  }
+  REQUIRE(::chmod(path, 0600) == 0);
   c.bind_by_cn = true;
   c.group_base_dn.clear();
   CHECK(LdapDirectory::create(c, error) == nullptr);
