@@ -6,6 +6,7 @@
 //
 //   portcullis-decide-bench --policy examples/policy.yaml --users examples/users.yaml
 //       [--cert alice.pem] [--body bench/container-create.json] [--log FILE] [--iterations N]
+#include "bench/authz_call.hpp"
 #include "plugin/codec.hpp"
 #include "plugin/gojson.hpp"
 #include "plugin/normalize.hpp"
@@ -34,31 +35,7 @@ std::optional<std::string> read_file(const std::string &p) {
   return ss.str();
 }
 
-std::string base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char *>(out.data()),
-                                reinterpret_cast<const unsigned char *>(in.data()),
-                                static_cast<int>(in.size()));
-  out.resize(n < 0 ? 0 : static_cast<std::size_t>(n));
-  return out;
-}
-
-// Same shape as bench_client.cpp's authz_body (Go struct field order, compact, newline).
-std::string authz_call(std::string_view api_body, const std::string &pem) {
-  nlohmann::ordered_json j;
-  j["User"] = "alice";
-  j["UserAuthNMethod"] = "TLS";
-  j["RequestMethod"] = "POST";
-  j["RequestUri"] = "/v1.41/containers/create?name=web";
-  j["RequestBody"] = base64(api_body);
-  nlohmann::ordered_json h;
-  h["Content-Length"] = std::to_string(api_body.size());
-  h["Content-Type"] = "application/json";
-  h["User-Agent"] = "Docker-Client/28.2.2 (linux)";
-  j["RequestHeaders"] = h;
-  if (!pem.empty()) j["RequestPeerCertificates"] = nlohmann::json::array({base64(pem)});
-  return j.dump() + "\n";
-}
+using portcullis::bench::authz_call;
 
 template <class F> double time_us(long iterations, F &&f) {
   const auto t0 = Clock::now();

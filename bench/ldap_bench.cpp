@@ -15,6 +15,7 @@
 //     container create by alice through a file-directory service and an LDAP-directory service
 //     (warm cache), same policy, interleaved rounds; µs per decision and the ratio. Runs when
 //     --policy, --users and --cert are given (bench/ldap_run.sh does).
+#include "bench/authz_call.hpp"
 #include "plugin/crypto.hpp"
 #include "plugin/dircache.hpp"
 #include "plugin/ldap.hpp"
@@ -368,23 +369,7 @@ std::optional<std::string> read_file(const std::string &path) {
   return ss.str();
 }
 
-// The call dockerd makes for alice's `docker create` over mutual TLS (the shape of
-// bench_client.cpp's and decide_bench.cpp's request).
-std::string authz_call(std::string_view api_body, const std::string &pem) {
-  nlohmann::ordered_json j;
-  j["User"] = "alice";
-  j["UserAuthNMethod"] = "TLS";
-  j["RequestMethod"] = "POST";
-  j["RequestUri"] = "/v1.41/containers/create?name=web";
-  j["RequestBody"] = base64_encode(api_body);
-  nlohmann::ordered_json h;
-  h["Content-Length"] = std::to_string(api_body.size());
-  h["Content-Type"] = "application/json";
-  h["User-Agent"] = "Docker-Client/28.2.2 (linux)";
-  j["RequestHeaders"] = h;
-  j["RequestPeerCertificates"] = nlohmann::json::array({base64_encode(pem)});
-  return j.dump() + "\n";
-}
+using portcullis::bench::authz_call;
 
 // (d) Whole decisions in process, file directory vs LDAP directory with a warm cache.
 bool decisions(const LdapConfig &ldap_config, const Options &o) {
