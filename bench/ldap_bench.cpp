@@ -149,20 +149,6 @@ double pct(const std::vector<double> &sorted, double p) {
   return sorted[std::min(rank, sorted.size() - 1)];
 }
 
-const char *status_name(LookupStatus s) {
-  switch (s) {
-  case LookupStatus::found:
-    return "found";
-  case LookupStatus::not_found:
-    return "not_found";
-  case LookupStatus::unreachable:
-    return "unreachable";
-  case LookupStatus::failed:
-    return "failed";
-  }
-  return "?";
-}
-
 // (a) Cold lookups straight to the backend. Returns false when a lookup answered unexpectedly.
 bool cold_lookups(LdapDirectory &ldap, const Options &o) {
   struct Case {
@@ -200,17 +186,17 @@ bool cold_lookups(LdapDirectory &ldap, const Options &o) {
       sum += v;
     std::sort(us.begin(), us.end());
     std::printf("%-14s %-22s %-10s %6zu %8.0f %8.0f %8.0f %8.0f\n", c.user, c.what,
-                status_name(last.status), last.groups.size(), pct(us, 50), pct(us, 90), us.back(),
-                sum / static_cast<double>(us.size()));
+                lookup_status_name(last.status), last.groups.size(), pct(us, 50), pct(us, 90),
+                us.back(), sum / static_cast<double>(us.size()));
     std::printf("RESULT cold user=%s status=%s groups=%zu p50_us=%.0f p90_us=%.0f max_us=%.0f "
                 "unexpected=%ld\n",
-                c.user, status_name(last.status), last.groups.size(), pct(us, 50), pct(us, 90),
-                us.back(), unexpected);
+                c.user, lookup_status_name(last.status), last.groups.size(), pct(us, 50),
+                pct(us, 90), us.back(), unexpected);
     if (unexpected) {
       std::printf("  WARNING: %ld of %ld lookups of %s did not answer %s with %zu groups (last: "
                   "%s %s)\n",
-                  unexpected, o.cold_iterations, c.user, status_name(c.expect), c.groups,
-                  status_name(last.status), last.error.c_str());
+                  unexpected, o.cold_iterations, c.user, lookup_status_name(c.expect), c.groups,
+                  lookup_status_name(last.status), last.error.c_str());
       good = false;
     }
   }
@@ -513,7 +499,7 @@ int main(int argc, char **argv) {
     const auto t0 = Clock::now();
     const UserLookup first = ldap->lookup("alice");
     std::printf("first lookup (connect + TLS + bind + search): %.0f us, %s %s\n", us_since(t0),
-                status_name(first.status), first.error.c_str());
+                lookup_status_name(first.status), first.error.c_str());
     if (first.status != LookupStatus::found) return 1;
   }
 

@@ -60,6 +60,21 @@ enum class LookupStatus {
                // limit, nesting too deep, referral, bad config): never cached, never stale-served
 };
 
+// "found", "not_found", "unreachable", "failed" (logs, tests, benchmarks).
+inline const char *lookup_status_name(LookupStatus s) {
+  switch (s) {
+  case LookupStatus::found:
+    return "found";
+  case LookupStatus::not_found:
+    return "not_found";
+  case LookupStatus::unreachable:
+    return "unreachable";
+  case LookupStatus::failed:
+    return "failed";
+  }
+  return "?";
+}
+
 struct UserLookup {
   LookupStatus status = LookupStatus::failed;
   std::string user_dn;

@@ -77,22 +77,8 @@ const GroupMembership *find(const UserLookup &u, const std::string &dn_or_key) {
   return nullptr;
 }
 
-std::string status_name(LookupStatus s) {
-  switch (s) {
-  case LookupStatus::found:
-    return "found";
-  case LookupStatus::not_found:
-    return "not_found";
-  case LookupStatus::unreachable:
-    return "unreachable";
-  case LookupStatus::failed:
-    return "failed";
-  }
-  return "?";
-}
-
 #define CHECK_STATUS(u, s)                                                                         \
-  CHECK_MESSAGE((u).status == (s), status_name((u).status), ": ", (u).error)
+  CHECK_MESSAGE((u).status == (s), lookup_status_name((u).status), ": ", (u).error)
 
 std::string temp_file(const std::string &content) {
   char path[] = "/tmp/pl-ldap-pwXXXXXX";
@@ -530,7 +516,7 @@ TEST_CASE("ad_in_chain against OpenLDAP never yields a partial success") {
   // slapd does not know the matching rule: either an error, or an answer without groups.
   CHECK(u.status != LookupStatus::unreachable);
   CHECK(u.groups.empty());
-  MESSAGE("ad_in_chain on slapd: ", status_name(u.status), " ", u.error);
+  MESSAGE("ad_in_chain on slapd: ", lookup_status_name(u.status), " ", u.error);
 }
 
 TEST_CASE("StartTLS with the right CA works; rogue servers are refused, never downgraded") {
