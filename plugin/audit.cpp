@@ -51,6 +51,7 @@ void LogRecord::append_string(std::string &out, std::string_view s) {
 }
 
 std::string &LogRecord::slot(std::string_view key) {
+  if (members_.empty()) members_.reserve(32); // a decision record has about 25 members
   for (auto &m : members_)
     if (m.first == key) {
       m.second.clear();

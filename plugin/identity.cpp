@@ -3,6 +3,7 @@
 #include "plugin/crypto.hpp"
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <regex>
 #include <string_view>
@@ -14,17 +15,20 @@ namespace {
 // dockerd sends the same client certificate with every request of a connection; parsing it
 // with OpenSSL costs more than the rest of the decision. Cache the parse by the exact PEM text
 // (bounded; cleared when full). Only the parse is cached, never a decision.
-std::optional<CertificateInfo> parse_certificate_cached(const std::string &pem) {
+// Entries are shared and immutable: a hit costs a reference count, not a copy of the parse.
+std::shared_ptr<const CertificateInfo> parse_certificate_cached(const std::string &pem) {
   static std::mutex mu;
-  static std::unordered_map<std::string, std::optional<CertificateInfo>> cache;
+  static std::unordered_map<std::string, std::shared_ptr<const CertificateInfo>> cache;
   {
     std::lock_guard lock(mu);
     if (auto it = cache.find(pem); it != cache.end()) return it->second;
   }
-  auto info = parse_certificate_pem(pem);
+  std::shared_ptr<const CertificateInfo> info;
+  if (auto parsed = parse_certificate_pem(pem))
+    info = std::make_shared<const CertificateInfo>(std::move(*parsed));
   std::lock_guard lock(mu);
   if (cache.size() >= 4096) cache.clear();
-  cache.emplace(pem, info);
+  cache.emplace(pem, info); // a certificate that does not parse is cached as null
   return info;
 }
 
@@ -182,7 +186,7 @@ IdentityResult identify_unchecked(const AuthzRequest &req, const Directory &dire
     r.error = "TLS client certificate common name 'local' is reserved for the unix socket";
     return r;
   }
-  std::optional<CertificateInfo> info;
+  std::shared_ptr<const CertificateInfo> info;
   if (has_certs) {
     info = parse_certificate_cached(req.peer_certificates.front());
     if (!info) {

@@ -1,7 +1,7 @@
 #include "plugin/routes.hpp"
 
 #include <algorithm>
-#include <map>
+#include <cstdlib>
 #include <set>
 
 namespace portcullis {
@@ -179,17 +179,34 @@ std::vector<Token> tokenize(std::string_view pattern) {
   return out;
 }
 
+// The values of a pattern's variables, by position (patterns have at most two; checked when the
+// table is compiled).
+struct Vars {
+  static constexpr std::size_t kMax = 4;
+  std::string_view value[kMax];
+};
+
 struct CompiledRoute {
   const Route *route;
   std::vector<Token> tokens;
+  std::size_t object_var; // position of the variable that names the object; kMax when none
 };
 
 const std::vector<CompiledRoute> &compiled_routes() {
   static const std::vector<CompiledRoute> compiled = [] {
     std::vector<CompiledRoute> v;
     v.reserve(kRoutes.size());
-    for (const auto &r : kRoutes)
-      v.push_back({&r, tokenize(r.pattern)});
+    for (const auto &r : kRoutes) {
+      CompiledRoute cr{&r, tokenize(r.pattern), Vars::kMax};
+      std::size_t n = 0;
+      for (const auto &t : cr.tokens) {
+        if (!t.is_var) continue;
+        if (t.text == r.object) cr.object_var = n;
+        ++n;
+      }
+      if (n > Vars::kMax) std::abort(); // a table edit beyond what Vars holds
+      v.push_back(std::move(cr));
+    }
     return v;
   }();
   return compiled;
@@ -208,23 +225,22 @@ bool var_accepts(VarKind kind, std::string_view value) {
 }
 
 // Anchored match of tokens[ti..] against path[pos..]; variables are greedy (longest first), as
-// Go's regexp leftmost-first does for ".*". Patterns have at most two variables.
+// Go's regexp leftmost-first does for ".*". `var` counts the variables before tokens[ti].
 bool match_tokens(const std::vector<Token> &tokens, std::size_t ti, std::string_view path,
-                  std::size_t pos, std::map<std::string_view, std::string_view> &vars) {
+                  std::size_t pos, std::size_t var, Vars &vars) {
   if (ti == tokens.size()) return pos == path.size();
   const Token &t = tokens[ti];
   if (!t.is_var) {
     if (path.substr(pos, t.text.size()) != t.text) return false;
-    return match_tokens(tokens, ti + 1, path, pos + t.text.size(), vars);
+    return match_tokens(tokens, ti + 1, path, pos + t.text.size(), var, vars);
   }
   std::size_t remaining = path.size() - pos;
   for (std::size_t len = remaining + 1; len-- > 0;) {
     std::string_view value = path.substr(pos, len);
     if (!var_accepts(t.kind, value)) continue;
-    vars[t.text] = value;
-    if (match_tokens(tokens, ti + 1, path, pos + len, vars)) return true;
+    vars.value[var] = value;
+    if (match_tokens(tokens, ti + 1, path, pos + len, var + 1, vars)) return true;
   }
-  vars.erase(t.text);
   return false;
 }
 
@@ -252,15 +268,15 @@ RouteMatch match_route(std::string_view method, std::string_view path, bool vers
                        const QueryParams &query) {
   RouteMatch m;
   const CompiledRoute *first = nullptr;
-  std::map<std::string_view, std::string_view> first_vars;
+  Vars first_vars;
   for (const auto &cr : compiled_routes()) {
     if (versioned && cr.route->unversioned_only) continue;
     if (!method_matches(cr.route->methods, method)) continue;
-    std::map<std::string_view, std::string_view> vars;
-    if (!match_tokens(cr.tokens, 0, path, 0, vars)) continue;
+    Vars vars;
+    if (!match_tokens(cr.tokens, 0, path, 0, 0, vars)) continue;
     if (!first) {
       first = &cr;
-      first_vars = std::move(vars);
+      first_vars = vars;
       if (cr.route->first_wins) break;
       continue;
     }
@@ -286,8 +302,8 @@ RouteMatch match_route(std::string_view method, std::string_view path, bool vers
   if (!r.object.empty()) {
     if (r.object.front() == '?') {
       m.object = query.first(r.object.substr(1)).value_or("");
-    } else if (auto it = first_vars.find(r.object); it != first_vars.end()) {
-      m.object = std::string(it->second);
+    } else if (first->object_var < Vars::kMax) {
+      m.object = std::string(first_vars.value[first->object_var]);
     }
   }
 

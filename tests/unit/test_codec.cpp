@@ -1,7 +1,9 @@
 #include "plugin/codec.hpp"
 #include "plugin/crypto.hpp"
 
+#include <algorithm>
 #include <doctest/doctest.h>
+#include <random>
 
 using namespace portcullis;
 
@@ -100,6 +102,202 @@ TEST_CASE("malformed-JSON errors do not echo request content") {
   auto r = decode_authz_request(R"({"RequestMethod":"GET","Env":"SECRET=hunter2)", {});
   REQUIRE_FALSE(r.request.has_value());
   CHECK(r.error.find("hunter2") == std::string::npos);
+}
+
+// The decoder as it was before it became a SAX handler: parse the call into a document with
+// parse_json_strict, then read the members in key order. It is the oracle for the test below.
+namespace {
+DecodeResult reference_decode(std::string_view text, const JsonLimits &limits) {
+  using json = nlohmann::json;
+  DecodeResult r;
+  if (text.empty()) {
+    r.error = "empty request from the daemon";
+    return r;
+  }
+  auto parsed = parse_json_strict(text, limits);
+  if (!parsed.value) {
+    r.error = "undecodable request from the daemon: " + parsed.error;
+    return r;
+  }
+  const json &doc = *parsed.value;
+  if (!doc.is_object()) {
+    r.error = "request from the daemon is not a JSON object";
+    return r;
+  }
+  auto read_string = [](const json &v, const char *key, std::optional<std::string> &out) {
+    if (v.is_null()) return std::string();
+    if (!v.is_string()) return std::string("field ") + key + " is not a string";
+    out = v.get<std::string>();
+    return std::string();
+  };
+  AuthzRequest req;
+  std::optional<std::string> tmp;
+  for (auto it = doc.begin(); it != doc.end(); ++it) {
+    const std::string &k = it.key();
+    const json &v = it.value();
+    std::string err;
+    if (k == "User") {
+      err = read_string(v, "User", req.user);
+    } else if (k == "UserAuthNMethod") {
+      err = read_string(v, "UserAuthNMethod", req.auth_method);
+    } else if (k == "RequestMethod") {
+      tmp.reset();
+      err = read_string(v, "RequestMethod", tmp);
+      if (tmp) req.method = *tmp;
+    } else if (k == "RequestUri") {
+      tmp.reset();
+      err = read_string(v, "RequestUri", tmp);
+      if (tmp) req.uri = *tmp;
+    } else if (k == "RequestBody") {
+      if (v.is_null()) continue;
+      if (!v.is_string()) {
+        err = "field RequestBody is not a string";
+      } else {
+        auto decoded = base64_decode(v.get<std::string>());
+        if (!decoded)
+          err = "RequestBody is not valid base64";
+        else if (!decoded->empty())
+          req.body = std::move(*decoded);
+      }
+    } else if (k == "RequestHeaders") {
+      if (v.is_null()) continue;
+      if (!v.is_object()) {
+        err = "RequestHeaders is not an object";
+      } else {
+        for (auto h = v.begin(); h != v.end() && err.empty(); ++h) {
+          if (!h.value().is_string())
+            err = "RequestHeaders values must be strings";
+          else
+            req.headers.emplace(h.key(), h.value().get<std::string>());
+        }
+      }
+    } else if (k == "RequestPeerCertificates") {
+      if (v.is_null()) continue;
+      if (!v.is_array()) {
+        err = "RequestPeerCertificates is not an array";
+      } else {
+        for (const auto &c : v) {
+          if (!c.is_string()) {
+            err = "RequestPeerCertificates entries must be strings";
+            break;
+          }
+          auto pem = base64_decode(c.get<std::string>());
+          if (!pem) {
+            err = "RequestPeerCertificates entry is not valid base64";
+            break;
+          }
+          req.peer_certificates.push_back(std::move(*pem));
+        }
+      }
+    } else if (k == "ResponseStatusCode") {
+      if (v.is_null()) continue;
+      if (!v.is_number_integer())
+        err = "ResponseStatusCode is not an integer";
+      else
+        req.response_status = v.get<long long>();
+    }
+    if (!err.empty()) {
+      r.error = "malformed request from the daemon: " + err;
+      return r;
+    }
+  }
+  if (req.method.empty() || req.uri.empty()) {
+    r.error = "malformed request from the daemon: RequestMethod or RequestUri missing";
+    return r;
+  }
+  r.request = std::move(req);
+  return r;
+}
+
+void check_same(const std::string &call, const DecodeResult &got, const DecodeResult &want) {
+  CAPTURE(call);
+  REQUIRE(got.request.has_value() == want.request.has_value());
+  CHECK(got.error == want.error);
+  if (!got.request) return;
+  const AuthzRequest &a = *got.request, &b = *want.request;
+  CHECK(a.user == b.user);
+  CHECK(a.auth_method == b.auth_method);
+  CHECK(a.method == b.method);
+  CHECK(a.uri == b.uri);
+  CHECK(a.body == b.body);
+  CHECK(a.headers == b.headers);
+  CHECK(a.peer_certificates == b.peer_certificates);
+  CHECK(a.response_status == b.response_status);
+}
+} // namespace
+
+TEST_CASE("the streaming decoder decides exactly as decoding a parsed document did") {
+  const std::string b64 = "\"" + base64_encode("{\"Image\":\"alpine\"}") + "\"";
+  const std::string pem = "\"" + base64_encode("-----BEGIN CERTIFICATE-----\n") + "\"";
+  // Candidate values per field: valid ones, null, and each wrong type.
+  const std::vector<std::pair<std::string, std::vector<std::string>>> fields = {
+      {"User", {"\"alice\"", "\"\"", "null", "5", "true", "[\"a\"]", "{}", "1.5"}},
+      {"UserAuthNMethod", {"\"TLS\"", "null", "[]", "0"}},
+      {"RequestMethod", {"\"POST\"", "\"\"", "null", "7", "{\"a\":1}", "false"}},
+      {"RequestUri", {"\"/v1.41/containers/create\"", "null", "[1]", "\"\"", "-3"}},
+      {"RequestBody", {b64, "\"\"", "null", "\"!!!\"", "\"YQ\"", "12", "[" + b64 + "]", "{}"}},
+      {"RequestHeaders",
+       {"{\"Content-Type\":\"application/json\",\"X-A\":\"1\"}", "{}", "null", "[]", "[\"a\"]",
+        "\"h\"", "{\"A\":1}", "{\"A\":\"x\",\"B\":{\"c\":\"d\"}}", "{\"A\":[\"x\"]}",
+        "{\"A\":null}", "3"}},
+      {"RequestPeerCertificates",
+       {"[" + pem + "]", "[]", "null", "[" + pem + "," + pem + "]", "[1]", "[" + pem + ",2]",
+        "[\"%%\"]", "[" + pem + ",\"%%\"]", "[[" + pem + "]]", "[{}]", "{}", "\"x\""}},
+      {"ResponseStatusCode",
+       {"200", "null", "-1", "\"200\"", "200.0", "true", "18446744073709551615", "[]"}},
+      {"ResponseBody", {"\"eyJhIjoxfQ==\"", "null", "{\"x\":[1,2,{\"y\":null}]}"}},
+      {"Other", {"1", "{\"User\":5,\"RequestUri\":[]}", "[[[]]]"}},
+  };
+  std::mt19937 rng(20261123); // fixed seed: the same 4000 calls every run
+  int accepted = 0;
+  for (int n = 0; n < 4000; ++n) {
+    std::vector<std::string> members;
+    for (const auto &[name, values] : fields) {
+      if (rng() % 4 == 0) continue; // absent
+      // mostly valid values, so that both the accepting and the refusing paths are exercised
+      const std::string &v = rng() % 3 ? values[0] : values[rng() % values.size()];
+      members.push_back("\"" + name + "\":" + v);
+    }
+    std::shuffle(members.begin(), members.end(), rng);
+    std::string call = "{";
+    for (std::size_t i = 0; i < members.size(); ++i)
+      call += (i ? "," : "") + members[i];
+    call += "}";
+    auto got = decode_authz_request(call, {});
+    check_same(call, got, reference_decode(call, {}));
+    accepted += got.request.has_value();
+  }
+  CHECK(accepted > 400);  // the generator does produce valid calls
+  CHECK(accepted < 3600); // and invalid ones
+
+  // Documents that are not calls, or not JSON, and single-byte damage to a valid call.
+  for (std::string call :
+       {"null", "5", "\"x\"", "[]", "[{}]", "{}", "[", "{\"RequestMethod\":\"GET\"",
+        "{\"RequestMethod\":\"GET\",\"RequestUri\":\"/_ping\"}x", " {} ", "{\"a\":1,\"A\":2}",
+        "[1,{\"a\":1,\"a\":2}]",
+        "{\"RequestMethod\":\"GET\",\"RequestUri\":\"/_ping\","
+        "\"RequestHeaders\":{\"X\":\"1\",\"x\":\"2\"}}"}) {
+    check_same(call, decode_authz_request(call, {}), reference_decode(call, {}));
+  }
+  const std::string valid = "{\"User\":\"alice\",\"RequestMethod\":\"POST\",\"RequestUri\":\"/x\","
+                            "\"RequestBody\":" +
+                            b64 +
+                            ",\"RequestHeaders\":{\"A\":\"b\"},\"RequestPeerCertificates\":[" +
+                            pem + "],\"ResponseStatusCode\":200}";
+  const std::string noise = "\"{}[],:\\ 0a-\x01\xC3\xff";
+  for (std::size_t i = 0; i < valid.size(); ++i) {
+    for (char c : noise) {
+      std::string changed = valid;
+      changed[i] = c;
+      check_same(changed, decode_authz_request(changed, {}), reference_decode(changed, {}));
+    }
+    std::string removed = valid.substr(0, i) + valid.substr(i + 1);
+    check_same(removed, decode_authz_request(removed, {}), reference_decode(removed, {}));
+  }
+  // the limits apply as before
+  for (JsonLimits l : {JsonLimits{16, 64}, JsonLimits{1 << 20, 1}, JsonLimits{1 << 20, 2}}) {
+    check_same(valid, decode_authz_request(valid, l), reference_decode(valid, l));
+  }
 }
 
 TEST_CASE("responses are what dockerd decodes") {

@@ -221,3 +221,52 @@ TEST_CASE("gojson: go_field returns what a scan of every member would") {
   CHECK(*go_field(o, "key") == 11);
   CHECK(*go_field(o, "sub") == -6); // "sub" < "\u017fub" in byte order
 }
+
+TEST_CASE("gojson: duplicate checks cost O(n log n), also for an object of 200 000 keys") {
+  // A linear scan over every earlier key made a 1.3 MB body of distinct keys cost seconds of
+  // CPU (quadratic): a denial of service by anyone who may send a JSON body.
+  StrictStructure s(64);
+  REQUIRE(s.open(true));
+  const int n = 200000;
+  for (int i = 0; i < n; ++i)
+    REQUIRE(s.key("k" + std::to_string(i)));
+  CHECK(s.probes() < static_cast<std::uint64_t>(2 * n)); // the quadratic scan needed n*n/2
+  CHECK_FALSE(s.key("K199999"));                         // still found after folding
+  CHECK(s.error().find("duplicate JSON key \"K199999\"") != std::string::npos);
+}
+
+TEST_CASE("gojson: duplicates are found in small and big objects and after nested ones") {
+  auto check = [](const std::string &doc, const char *dup) {
+    CAPTURE(doc);
+    auto r = parse_json_strict(doc, JsonLimits{});
+    if (!dup) {
+      CHECK(r.value.has_value());
+      CHECK(r.error.empty());
+      return;
+    }
+    CHECK_FALSE(r.value.has_value());
+    CHECK(r.error.find(std::string("duplicate JSON key \"") + dup + "\"") != std::string::npos);
+  };
+  auto keys = [](const char *prefix, int n) {
+    std::string s;
+    for (int i = 0; i < n; ++i)
+      s +=
+          std::string(i ? "," : "") + "\"" + prefix + std::to_string(i) + "\":" + std::to_string(i);
+    return s;
+  };
+  for (int n : {1, 15, 16, 17, 40}) {
+    CAPTURE(n);
+    // a nested object of n keys, before and after the parent's own keys
+    check("{\"a\":1,\"b\":{" + keys("k", n) + "},\"c\":1}", nullptr);
+    check("{\"a\":1,\"b\":{" + keys("k", n) + "},\"c\":1,\"A\":2}", "A");
+    check("{\"a\":1,\"b\":{" + keys("k", n) + "},\"c\":1,\"B\":2}", "B");
+    check("{\"b\":{" + keys("k", n) + ",\"K0\":1},\"c\":1}", "K0");
+    check("{" + keys("k", n) + ",\"Ho\\u017ft\":1,\"HOST\":2}", "HOST");
+    check("{" + keys("k", n) + ",\"x\":[{" + keys("k", n) + "},{" + keys("k", n) + "}]}", nullptr);
+    check("{" + keys("k", n) + ",\"x\":[{" + keys("k", n) + "}],\"K" + std::to_string(n - 1) +
+              "\":0}",
+          ("K" + std::to_string(n - 1)).c_str());
+    // siblings with the same keys are fine; the nested object's keys do not leak into them
+    check("{\"p\":{" + keys("k", n) + "},\"q\":{" + keys("k", n) + "}}", nullptr);
+  }
+}
