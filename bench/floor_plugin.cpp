@@ -42,7 +42,11 @@ class Session : public std::enable_shared_from_this<Session> {
 public:
   explicit Session(local::socket s) : socket_(std::move(s)) {}
 
-  void start() { read(); }
+  // Same read buffer as portcullis's server (plugin/server.cpp): a daemon call in one recv.
+  void start() {
+    buffer_.reserve(16 * 1024);
+    read();
+  }
 
 private:
   void read() {
