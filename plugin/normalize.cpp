@@ -6,7 +6,10 @@
 #include "policy/glob.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <set>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <vector>
 
 namespace portcullis {
@@ -200,6 +203,84 @@ int mode_category(std::string_view o) {
   return 2; // propagation
 }
 
+std::vector<std::string_view> split_slashes(std::string_view s) {
+  std::vector<std::string_view> out;
+  while (true) {
+    std::size_t c = s.find('/');
+    out.push_back(s.substr(0, c));
+    if (c == std::string_view::npos) break;
+    s.remove_prefix(c + 1);
+  }
+  return out;
+}
+
+// Splits "a,b,c" (the local driver's "o" option) into its tokens.
+std::vector<std::string_view> split_commas(std::string_view s) {
+  std::vector<std::string_view> out;
+  while (true) {
+    std::size_t c = s.find(',');
+    out.push_back(s.substr(0, c));
+    if (c == std::string_view::npos) break;
+    s.remove_prefix(c + 1);
+  }
+  return out;
+}
+
+// What a volume with this driver and these driver options gives the container, as facts.
+// moby's `local` driver mounts `device` on the volume's directory with mount(2), type `type` and
+// options `o`; a `bind`/`rbind` token in `o` makes it a bind mount of the host path `device`
+// whatever `type` says, so `{"type":"none","o":"bind","device":"/etc"}` is a host mount of /etc
+// in disguise. `subpath` (Mounts[].VolumeOptions.Subpath) narrows that host path.
+// `what` names the request field for messages, e.g. "POST /volumes/create DriverOpts".
+void volume_driver_facts(std::string_view driver, const json *opts, std::string_view what,
+                         bool mount_read_only, std::string_view subpath, ContainerFacts &f) {
+  if (!driver.empty() && driver != "local") {
+    // A third-party volume plugin decides itself what it mounts: the policy cannot see it.
+    add_unique(f.unsafe, "volume driver " + clip(driver));
+    return;
+  }
+  if (!opts || opts->empty()) return;
+  std::string type, device, o;
+  for (auto it = opts->begin(); it != opts->end(); ++it) {
+    const std::string &k = it.key(); // the local driver matches option names exactly
+    std::string v = it.value().is_string() ? it.value().get<std::string>() : std::string();
+    if (k == "type")
+      type = v;
+    else if (k == "device")
+      device = v;
+    else if (k == "o")
+      o = v;
+    else if (k != "size") // dockerd refuses other names; whatever it does, flag them
+      add_unique(f.unsafe, std::string(what) + " option " + clip(k));
+  }
+  bool bind = false, read_only = mount_read_only;
+  for (std::string_view t : split_commas(o)) {
+    if (t == "bind" || t == "rbind") bind = true;
+    if (t == "ro") read_only = true;
+  }
+  if (bind) {
+    if (device.empty() || device.front() != '/')
+      fail("A bind-type local volume in " + std::string(what) +
+           " has a relative or empty device path.");
+    std::string source = device;
+    if (!subpath.empty()) {
+      for (std::string_view part : split_slashes(subpath))
+        if (part == "..") fail("The volume subpath in " + std::string(what) + " contains \"..\".");
+      source += "/" + std::string(subpath);
+    }
+    f.host_mounts.push_back(HostMount{source, clean_absolute_path(source), read_only,
+                                      std::string(what) + " (local volume bind)"});
+    return;
+  }
+  if (type == "tmpfs" && device.rfind('/', 0) != 0) return; // memory only, no host path
+  if (!type.empty() || !device.empty() || !o.empty()) {
+    // nfs/cifs (network mounts by the daemon), ext4 on /dev/sdX (a host block device), ...
+    add_unique(f.unsafe, std::string(what) + " local volume mount type=" + clip(type, 32) +
+                             (device.empty() ? std::string() : " device=" + clip(device)));
+    if (device.rfind("/dev/", 0) == 0) add_unique(f.devices, "volume-device:" + clip(device));
+  }
+}
+
 void decode_binds(const json *hc, std::string_view where, ContainerFacts &f) {
   auto binds = get_string_list(hc, "Binds", where);
   if (!binds) return;
@@ -270,10 +351,9 @@ void decode_mounts(const json *hc, std::string_view where, ContainerFacts &f) {
       std::string dname =
           get_string(driver, "Name", w + "VolumeOptions.DriverConfig.").value_or("");
       const json *dopts = get_string_map(driver, "Options", w + "VolumeOptions.DriverConfig.");
-      if (!dname.empty() && dname != "local")
-        add_unique(f.unsafe, "Mounts volume driver " + clip(dname));
-      if (dopts && !dopts->empty())
-        add_unique(f.unsafe, "Mounts volume driver options (" + clip(source) + ")");
+      std::string subpath = get_string(vol_opts, "Subpath", w + "VolumeOptions.").value_or("");
+      // The daemon creates a missing named volume with these options: judge what it mounts.
+      volume_driver_facts(dname, dopts, "Mounts", read_only, subpath, f);
     } else if (type == "tmpfs") {
       // A tmpfs is private to the container.
     } else {
@@ -389,6 +469,20 @@ ContainerFacts decode_create(const json &body, const std::string &api_version) {
   return f;
 }
 
+// POST /volumes/create {Name, Driver, DriverOpts, Labels, ClusterVolumeSpec}: what the volume
+// will mount when a container uses it. No process runs, so the caller is never "root" here.
+ContainerFacts decode_volume_create(const json &body) {
+  if (!body.is_object()) fail("The volume-create body is not a JSON object.");
+  ContainerFacts f;
+  f.user_is_root = false;
+  std::string driver = get_string(&body, "Driver", "").value_or("");
+  const json *opts = get_string_map(&body, "DriverOpts", "");
+  volume_driver_facts(driver, opts, "DriverOpts", false, "", f);
+  if (get_object(&body, "ClusterVolumeSpec", ""))
+    add_unique(f.unsafe, "ClusterVolumeSpec (a swarm cluster volume)");
+  return f;
+}
+
 ContainerFacts decode_exec(const json &body) {
   if (!body.is_object()) fail("The exec-create body is not a JSON object.");
   ContainerFacts f;
@@ -482,6 +576,24 @@ void image_facts(Request &r, const QueryParams &q) {
   }
 }
 
+// The kernel follows symlinks in a bind source: /srv/projects/link -> /etc mounts /etc. Each
+// host mount whose path resolves (on this host, now) to another path gets a second fact for the
+// resolved path, so limits and guardrails judge both. A path that cannot be resolved is refused.
+void add_symlink_targets(ContainerFacts &f, const NormalizeOptions &opts) {
+  if (!opts.resolve_host_path) return;
+  const std::size_t n = f.host_mounts.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const HostMount m = f.host_mounts[i]; // copy: push_back below may reallocate
+    auto resolved = opts.resolve_host_path(m.path);
+    if (!resolved)
+      fail("The host path " + clip(m.path) +
+           " cannot be resolved on this host (symlink loop, too long, or not readable).");
+    if (*resolved != m.path)
+      f.host_mounts.push_back(
+          HostMount{m.source, *resolved, m.read_only, m.origin + " (symlink target)"});
+  }
+}
+
 Request normalize_impl(const RawHttpRequest &raw, const NormalizeOptions &opts) {
   Request r;
   r.method = raw.method;
@@ -547,7 +659,9 @@ Request normalize_impl(const RawHttpRequest &raw, const NormalizeOptions &opts) 
       if (!pr.value) fail("The JSON request body is invalid: " + pr.error);
       body = std::move(pr.value);
     }
-    if ((r.action == "container.create" || r.action == "container.exec") && !body)
+    if ((r.action == "container.create" || r.action == "container.exec" ||
+         r.action == "volume.create") &&
+        !body)
       fail("The JSON request body is missing."); // also guaranteed above; never dereference empty
     if (r.action == "container.create") {
       std::string version = r.api_version.empty() ? opts.default_api_version : r.api_version;
@@ -555,7 +669,11 @@ Request normalize_impl(const RawHttpRequest &raw, const NormalizeOptions &opts) 
       r.image = r.container->image;
     } else if (r.action == "container.exec") {
       r.container = decode_exec(*body);
+    } else if (r.action == "volume.create") {
+      r.container = decode_volume_create(*body);
+      r.object = get_string(&*body, "Name", "").value_or("");
     }
+    if (r.container) add_symlink_targets(*r.container, opts);
     image_facts(r, q);
   } catch (const BodyError &e) {
     r.invalid = e.message;
@@ -564,6 +682,57 @@ Request normalize_impl(const RawHttpRequest &raw, const NormalizeOptions &opts) 
 }
 
 } // namespace
+
+std::optional<std::string> resolve_host_path_on_host(const std::string &path) {
+  if (path.empty() || path.front() != '/' || path.size() > 4096 ||
+      path.find('\0') != std::string::npos)
+    return std::nullopt;
+  std::vector<std::string> todo; // components still to walk, in reverse order (back = next)
+  auto push_front = [&todo](std::string_view p) {
+    std::vector<std::string> parts;
+    for (std::string_view c : split_slashes(p))
+      if (!c.empty() && c != ".") parts.emplace_back(c);
+    for (auto it = parts.rbegin(); it != parts.rend(); ++it)
+      todo.push_back(*it);
+  };
+  push_front(path);
+  std::string done; // resolved prefix without a trailing slash; "" is "/"
+  int links = 0;
+  bool exists = true; // false once a component is missing: the rest is taken lexically
+  while (!todo.empty()) {
+    std::string c = std::move(todo.back());
+    todo.pop_back();
+    if (c == "..") {
+      done.resize(done.rfind('/') == std::string::npos ? 0 : done.rfind('/'));
+      continue;
+    }
+    std::string candidate = done + "/" + c;
+    if (candidate.size() > 4096) return std::nullopt;
+    if (!exists) {
+      done = std::move(candidate);
+      continue;
+    }
+    struct stat st {};
+    if (::lstat(candidate.c_str(), &st) != 0) {
+      if (errno != ENOENT && errno != ENOTDIR) return std::nullopt; // EACCES, ELOOP, ...
+      exists = false; // the daemon may create it (Binds): nothing below can be a symlink yet
+      done = std::move(candidate);
+      continue;
+    }
+    if (S_ISLNK(st.st_mode)) {
+      if (++links > 40) return std::nullopt; // as the kernel's ELOOP
+      char buf[4097];
+      ssize_t len = ::readlink(candidate.c_str(), buf, sizeof buf - 1);
+      if (len <= 0 || static_cast<std::size_t>(len) >= sizeof buf - 1) return std::nullopt;
+      std::string_view target(buf, static_cast<std::size_t>(len));
+      if (target.front() == '/') done.clear();
+      push_front(target);
+      continue;
+    }
+    done = std::move(candidate);
+  }
+  return done.empty() ? std::string("/") : done;
+}
 
 Request normalize(const RawHttpRequest &raw, const NormalizeOptions &opts) {
   try {

@@ -14,7 +14,8 @@ struct HostMount {
   std::string source;     // host path exactly as the request gave it
   std::string path;       // lexically normalized absolute path ("..", "." and "//" resolved)
   bool read_only = false; // true only when the request asks for a read-only mount
-  std::string origin;     // "Binds" or "Mounts"
+  std::string origin;     // "Binds", "Mounts", "DriverOpts (local volume bind)", ...;
+                          // "<origin> (symlink target)" for the resolved path of a symlinked one
 };
 
 // A Docker image reference, normalized the way the docker daemon does
@@ -28,7 +29,8 @@ struct ImageRef {
   bool is_id = false;     // referenced by image ID (hex or sha256:hex), not by name
 };
 
-// Facts decoded from a container-create (or exec-create) body.
+// Facts decoded from a container-create, exec-create or volume-create body (for a volume: the
+// host paths, devices and unsafe settings it would mount; it runs no process).
 struct ContainerFacts {
   bool privileged = false;
   std::vector<std::string>
@@ -52,7 +54,7 @@ struct Request {
   std::string api_version; // "1.41", or "" when the URI had no version prefix
   std::string action;      // "container.create", ... or "unknown"
   std::string object;      // container/image/exec/... name taken from the path, if any
-  std::optional<ContainerFacts> container; // container.create and container.exec
+  std::optional<ContainerFacts> container; // container.create, container.exec, volume.create
   std::optional<ImageRef> image;           // image the action is about (pull, inspect, tag, ...)
   // Set when the request cannot be judged safely (malformed URI or body, missing JSON body,
   // forbidden content type, ...). The policy denies such a request with rule "invalid-request".

@@ -71,8 +71,16 @@ RawHttpRequest req(std::string method, std::string uri, std::optional<std::strin
   return r;
 }
 
+// Host paths stay lexical in these tests (this machine's symlinks, e.g. /var/run -> /run, must
+// not change the expected facts); symlink resolution has its own tests below.
+NormalizeOptions lexical() {
+  NormalizeOptions o;
+  o.resolve_host_path = nullptr;
+  return o;
+}
+
 Request create(const std::string &body, const std::string &uri = "/v1.41/containers/create") {
-  return normalize(req("POST", uri, body, "application/json"));
+  return normalize(req("POST", uri, body, "application/json"), lexical());
 }
 
 // A create whose body is {"Image":"busybox","HostConfig":{<hc>}}.
@@ -279,14 +287,18 @@ TEST_CASE("normalize: Mounts") {
   CHECK_FALSE(f.host_mounts[1].read_only);
   CHECK(f.unsafe.empty());
 
+  // A volume created on the fly by the local driver with bind options is a host mount.
   auto v = facts(create_hc(
       R"("Mounts":[{"Type":"volume","Source":"v","Target":"/v","VolumeOptions":{"DriverConfig":)"
       R"({"Name":"local","Options":{"type":"none","o":"bind","device":"/"}}}}])"));
-  CHECK(has_prefix(v.unsafe, "Mounts volume driver options"));
-  CHECK(v.host_mounts.empty());
+  REQUIRE(v.host_mounts.size() == 1);
+  CHECK(v.host_mounts[0].path == "/");
+  CHECK(v.host_mounts[0].origin == "Mounts (local volume bind)");
+  CHECK_FALSE(v.host_mounts[0].read_only);
+  CHECK(v.unsafe.empty());
   auto d = facts(create_hc(
       R"("Mounts":[{"Type":"volume","Target":"/v","VolumeOptions":{"DriverConfig":{"Name":"sshfs"}}}])"));
-  CHECK(has(d.unsafe, "Mounts volume driver sshfs"));
+  CHECK(has(d.unsafe, "volume driver sshfs"));
   auto plain = facts(create_hc(
       R"("Mounts":[{"Type":"volume","Target":"/v","VolumeOptions":{"DriverConfig":{"Name":"local","Options":{}}}}])"));
   CHECK(plain.unsafe.empty());
@@ -586,4 +598,138 @@ TEST_CASE("normalize: never throws on hostile input") {
   }
   Request big = normalize(req("GET", "/" + std::string(100000, 'a')));
   CHECK(big.action == "unknown");
+}
+
+// --- volumes: the local driver's bind options are host mounts ----------------------------------
+
+namespace {
+Request volume_create(const std::string &body) {
+  return normalize(req("POST", "/v1.41/volumes/create", body, "application/json"), lexical());
+}
+} // namespace
+
+TEST_CASE("normalize: POST /volumes/create with bind options is a host mount") {
+  auto r = volume_create(
+      R"({"Name":"v1","Driver":"local","DriverOpts":{"type":"none","o":"bind","device":"/etc"}})");
+  REQUIRE_FALSE(r.invalid.has_value());
+  CHECK(r.action == "volume.create");
+  CHECK(r.object == "v1");
+  const auto &f = facts(r);
+  REQUIRE(f.host_mounts.size() == 1);
+  CHECK(f.host_mounts[0].path == "/etc");
+  CHECK(f.host_mounts[0].origin == "DriverOpts (local volume bind)");
+  CHECK_FALSE(f.host_mounts[0].read_only);
+  CHECK_FALSE(f.user_is_root); // no process runs: run_as_root limits do not apply
+  CHECK(f.unsafe.empty());
+
+  // rbind, read-only, the type ignored, an unclean device, keys folded by Go
+  auto ro = facts(volume_create(
+      R"({"driver":"","driveropts":{"type":"ext4","o":"ro,rbind","device":"/srv//x/../etc/"}})"));
+  REQUIRE(ro.host_mounts.size() == 1);
+  CHECK(ro.host_mounts[0].path == "/srv/etc");
+  CHECK(ro.host_mounts[0].read_only);
+
+  // plain named volumes, tmpfs volumes: no host access
+  CHECK(facts(volume_create(R"({"Name":"v2"})")).host_mounts.empty());
+  CHECK(facts(volume_create(R"({"Name":"v2","Driver":"local","DriverOpts":{}})")).unsafe.empty());
+  auto tmp = facts(volume_create(
+      R"({"DriverOpts":{"type":"tmpfs","device":"tmpfs","o":"size=100m,uid=1000"}})"));
+  CHECK(tmp.host_mounts.empty());
+  CHECK(tmp.unsafe.empty());
+
+  // anything else the daemon would mount is unsafe; block devices are devices too
+  auto nfs = facts(
+      volume_create(R"({"DriverOpts":{"type":"nfs","o":"addr=10.0.0.1,rw","device":":/x"}})"));
+  CHECK(has_prefix(nfs.unsafe, "DriverOpts local volume mount type=nfs"));
+  auto blk = facts(volume_create(R"({"DriverOpts":{"type":"ext4","device":"/dev/sda1"}})"));
+  CHECK(has_prefix(blk.unsafe, "DriverOpts local volume mount type=ext4"));
+  CHECK(has(blk.devices, "volume-device:/dev/sda1"));
+  CHECK(has(facts(volume_create(R"({"Driver":"sshfs"})")).unsafe, "volume driver sshfs"));
+  CHECK(has(facts(volume_create(R"({"DriverOpts":{"mystery":"1"}})")).unsafe,
+            "DriverOpts option mystery"));
+  CHECK(
+      has_prefix(facts(volume_create(R"({"ClusterVolumeSpec":{}})")).unsafe, "ClusterVolumeSpec"));
+
+  // relative or empty bind devices, bodies of the wrong shape, no body at all
+  expect_invalid(volume_create(R"({"DriverOpts":{"o":"bind","device":"etc"}})"));
+  expect_invalid(volume_create(R"({"DriverOpts":{"o":"bind"}})"));
+  expect_invalid(volume_create(R"({"DriverOpts":{"o":1}})"));
+  expect_invalid(volume_create(R"({"DriverOpts":["o=bind"]})"));
+  expect_invalid(volume_create(R"([])"));
+  expect_invalid(normalize(req("POST", "/v1.41/volumes/create", std::nullopt, "application/json")));
+}
+
+TEST_CASE("normalize: Mounts volume Subpath narrows an inline bind volume") {
+  auto f = facts(create_hc(
+      R"("Mounts":[{"Type":"volume","Target":"/v","ReadOnly":true,"VolumeOptions":{"Subpath":"a/b",)"
+      R"("DriverConfig":{"Name":"local","Options":{"type":"none","o":"bind","device":"/srv"}}}}])"));
+  REQUIRE(f.host_mounts.size() == 1);
+  CHECK(f.host_mounts[0].path == "/srv/a/b");
+  CHECK(f.host_mounts[0].read_only);
+  expect_invalid(
+      create_hc(R"("Mounts":[{"Type":"volume","Target":"/v","VolumeOptions":{"Subpath":"../etc",)"
+                R"("DriverConfig":{"Name":"local","Options":{"o":"bind","device":"/srv"}}}}])"));
+}
+
+// --- symlinks in host paths ------------------------------------------------------------------
+
+#include <filesystem>
+#include <unistd.h>
+
+TEST_CASE("resolve_host_path_on_host follows symlinks as the kernel would") {
+  namespace fs = std::filesystem;
+  const fs::path base = fs::temp_directory_path() / ("pc-resolve-" + std::to_string(::getpid()));
+  fs::remove_all(base);
+  fs::create_directories(base / "real" / "sub");
+  fs::create_symlink("/etc", base / "to-etc");           // absolute target
+  fs::create_symlink("real/sub", base / "to-sub");       // relative target
+  fs::create_symlink("../to-etc", base / "real" / "up"); // relative, through another link
+  fs::create_symlink(base / "loop-b", base / "loop-a");
+  fs::create_symlink(base / "loop-a", base / "loop-b");
+  const std::string b = base.string();
+
+  CHECK(resolve_host_path_on_host(b + "/to-etc") == "/etc");
+  CHECK(resolve_host_path_on_host(b + "/to-etc/passwd") == "/etc/passwd");
+  CHECK(resolve_host_path_on_host(b + "/to-sub") == b + "/real/sub");
+  CHECK(resolve_host_path_on_host(b + "/real/up/ssl") == "/etc/ssl");
+  CHECK(resolve_host_path_on_host(b + "/real/sub") == b + "/real/sub");
+  // a missing tail is taken as written (Binds creates it), after the links before it
+  CHECK(resolve_host_path_on_host(b + "/to-sub/new/dir") == b + "/real/sub/new/dir");
+  CHECK(resolve_host_path_on_host("/") == "/");
+  CHECK_FALSE(resolve_host_path_on_host(b + "/loop-a").has_value()); // ELOOP
+  CHECK_FALSE(resolve_host_path_on_host("relative/path").has_value());
+  CHECK_FALSE(resolve_host_path_on_host(std::string("/etc\0/x", 7)).has_value());
+  fs::remove_all(base);
+}
+
+TEST_CASE("normalize: a symlinked host path adds its target, which limits then judge") {
+  NormalizeOptions o;
+  o.resolve_host_path = [](const std::string &p) -> std::optional<std::string> {
+    if (p == "/srv/projects/link") return "/etc";
+    if (p == "/srv/projects/loop") return std::nullopt;
+    return p;
+  };
+  auto run = [&](const std::string &hc) {
+    return normalize(req("POST", "/v1.41/containers/create",
+                         R"({"Image":"busybox","HostConfig":{)" + hc + "}}", "application/json"),
+                     o);
+  };
+  const Request r = run(R"("Binds":["/srv/projects/link:/x:ro","/srv/projects/a:/a"])");
+  const auto &f = facts(r);
+  REQUIRE(f.host_mounts.size() == 3);
+  CHECK(f.host_mounts[0].path == "/srv/projects/link");
+  CHECK(f.host_mounts[1].path == "/srv/projects/a");
+  CHECK(f.host_mounts[2].path == "/etc");
+  CHECK(f.host_mounts[2].source == "/srv/projects/link");
+  CHECK(f.host_mounts[2].read_only);
+  CHECK(f.host_mounts[2].origin == "Binds (symlink target)");
+  expect_invalid(run(R"("Binds":["/srv/projects/loop:/x"])"));
+  // volume.create too
+  auto v = normalize(req("POST", "/volumes/create",
+                         R"({"DriverOpts":{"o":"bind","device":"/srv/projects/link"}})",
+                         "application/json"),
+                     o);
+  REQUIRE(v.container.has_value());
+  REQUIRE(v.container->host_mounts.size() == 2);
+  CHECK(v.container->host_mounts[1].path == "/etc");
 }

@@ -196,3 +196,55 @@ TEST_CASE("examples/policy.yaml: admin and local") {
   CHECK_FALSE(d.allow);
   CHECK(d.reason.find("has no roles") != std::string::npos);
 }
+
+// --- volume.create carries host-path facts: limits and guardrails judge it ---------------------
+#include "plugin/normalize.hpp"
+
+TEST_CASE("examples: a local volume bound to a host path is judged like a bind mount") {
+  const char *text = R"(
+version: 1
+roles:
+  storage:
+    rules:
+      - name: storage-volumes
+        actions: [volume.create]
+        when:
+          host_paths:
+            allow: ["/srv/**"]
+guardrails:
+  - name: no-docker-socket
+    actions: [container.create, volume.create]
+    when:
+      host_paths: [/run/docker, /var/lib/docker]
+bindings:
+  - role: storage
+    users: [sam]
+)";
+  auto compiled = compile_policy(text, "inline.yaml");
+  REQUIRE(compiled.policy);
+  const Principal sam{"sam", "TLS", {}};
+  auto decide = [&](const std::string &opts) {
+    RawHttpRequest raw;
+    raw.method = "POST";
+    raw.uri = "/v1.41/volumes/create";
+    raw.body = R"({"Name":"v","Driver":"local","DriverOpts":)" + opts + "}";
+    raw.headers["Content-Type"] = "application/json";
+    NormalizeOptions o;
+    o.resolve_host_path = nullptr; // lexical: this machine's links must not change the outcome
+    return compiled.policy->evaluate(sam, normalize(raw, o));
+  };
+  auto ok = decide(R"({"type":"none","o":"bind","device":"/srv/data"})");
+  CHECK(ok.allow);
+  CHECK(ok.rule == "storage-volumes");
+  auto etc = decide(R"({"type":"none","o":"bind","device":"/etc"})");
+  CHECK_FALSE(etc.allow);
+  CHECK(etc.rule == "storage-volumes");
+  CHECK(etc.reason.find("/etc") != std::string::npos);
+  auto sock = decide(R"({"type":"none","o":"bind","device":"/srv/../run/docker"})");
+  CHECK_FALSE(sock.allow);
+  CHECK(sock.rule == "no-docker-socket");
+  auto nfs = decide(R"({"type":"nfs","o":"addr=10.0.0.1","device":":/export"})");
+  CHECK_FALSE(nfs.allow); // unsafe settings are not permitted by the rule
+  CHECK(nfs.rule == "storage-volumes");
+  CHECK(decide(R"({})").allow); // a plain named volume
+}
