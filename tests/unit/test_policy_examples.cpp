@@ -248,3 +248,95 @@ bindings:
   CHECK(nfs.rule == "storage-volumes");
   CHECK(decide(R"({})").allow); // a plain named volume
 }
+
+// --- examples/baseline.yaml: the shipped default-deny baseline ---------------------------------
+
+namespace {
+std::shared_ptr<const CompiledPolicy> baseline() {
+  const std::string path = std::string(PORTCULLIS_SOURCE_DIR) + "/examples/baseline.yaml";
+  auto r = compile_policy(read_file(path), path);
+  std::string errs;
+  for (const auto &e : r.errors)
+    errs += e.to_string() + "\n";
+  REQUIRE_MESSAGE(r.policy, errs);
+  return r.policy;
+}
+
+Request as_user(Request r, const std::string &user) {
+  r.container->user = user;
+  r.container->user_is_root = user.empty() || user == "root" || user == "0";
+  return r;
+}
+} // namespace
+
+TEST_CASE("examples/baseline.yaml: default deny, guardrails for every caller") {
+  auto p = baseline();
+  const std::string internal = "registry.example.internal";
+
+  // developers: unprivileged, non-root, trusted registry, read-only project mounts
+  auto ok = p->evaluate(alice(), mount(as_user(create(internal), "1000"), "/srv/projects/a", true));
+  CHECK(ok.allow);
+  CHECK(ok.rule == "dev-run");
+  CHECK_FALSE(p->evaluate(alice(), as_user(create("docker.io"), "1000")).allow); // registry
+  CHECK(p->evaluate(alice(), create(internal)).rule == "dev-run"); // image default user: root
+  auto rw =
+      p->evaluate(alice(), mount(as_user(create(internal), "1000"), "/srv/projects/a", false));
+  CHECK_FALSE(rw.allow);
+
+  auto priv = as_user(create(internal), "1000");
+  priv.container->privileged = true;
+  CHECK(p->evaluate(alice(), priv).rule == "no-privileged");
+  CHECK(p->evaluate(carol(), priv).allow); // break-glass admin
+
+  auto caps = as_user(create(internal), "1000");
+  caps.container->capabilities = {"CAP_SYS_ADMIN"};
+  CHECK(p->evaluate(bob(), caps).rule == "no-dangerous-capabilities");
+
+  auto ns = as_user(create(internal), "1000");
+  ns.container->host_namespaces = {"pid"};
+  CHECK(p->evaluate(bob(), ns).rule == "no-host-namespaces");
+
+  auto unsafe = as_user(create(internal), "1000");
+  unsafe.container->unsafe = {"SecurityOpt seccomp=unconfined"};
+  CHECK(p->evaluate(bob(), unsafe).rule == "no-unsafe-settings");
+
+  // self-protection: nobody, admins and the unix socket included
+  for (const auto &who : {alice(), bob(), carol(), local()}) {
+    CAPTURE(who.name);
+    auto d = p->evaluate(who, act("plugin.disable"));
+    CHECK_FALSE(d.allow);
+    CHECK(d.rule == "protect-authz-plugin");
+    auto sock = p->evaluate(who, mount(create(internal), "/var/run/docker.sock", true));
+    CHECK_FALSE(sock.allow);
+    CHECK(sock.rule == "protect-daemon-files");
+    CHECK(p->evaluate(who, mount(create(internal), "/", true)).rule == "protect-daemon-files");
+  }
+
+  // operators: exec never privileged nor as root; volumes only under /srv/data
+  Request exec = act("container.exec");
+  exec.container = ContainerFacts{};
+  exec.container->user = "app";
+  exec.container->user_is_root = false;
+  CHECK(p->evaluate(bob(), exec).allow);
+  Request exec_root = exec;
+  exec_root.container->user = "root";
+  exec_root.container->user_is_root = true;
+  CHECK_FALSE(p->evaluate(bob(), exec_root).allow);
+  Request exec_priv = exec;
+  exec_priv.container->privileged = true;
+  CHECK(p->evaluate(bob(), exec_priv).rule == "no-privileged-exec");
+
+  Request vol = act("volume.create");
+  vol.container = ContainerFacts{};
+  vol.container->user_is_root = false;
+  vol.container->host_mounts.push_back(HostMount{"/boot", "/boot", false, "DriverOpts"});
+  CHECK(p->evaluate(bob(), vol).rule == "no-host-system-mounts");
+  vol.container->host_mounts[0] = HostMount{"/srv/data/x", "/srv/data/x", false, "DriverOpts"};
+  CHECK(p->evaluate(bob(), vol).allow);
+
+  // payloads the plugin cannot see: admins only
+  CHECK(p->evaluate(bob(), act("build")).rule == "no-invisible-payloads");
+  CHECK(p->evaluate(carol(), act("build")).allow);
+  CHECK(p->evaluate(alice(), act("swarm.join")).rule == "no-swarm-membership");
+  CHECK(p->evaluate(alice(), act("unknown")).rule == "default-deny");
+}
