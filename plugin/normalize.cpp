@@ -483,6 +483,55 @@ ContainerFacts decode_volume_create(const json &body) {
   return f;
 }
 
+// POST /containers/{id}/update (Resources + RestartPolicy at the top level): device access and
+// the cgroup parent can be changed on a running container.
+ContainerFacts decode_update(const json &body) {
+  if (!body.is_object()) fail("The container-update body is not a JSON object.");
+  ContainerFacts f;
+  f.user_is_root = false; // no new process
+  decode_devices(&body, "", f);
+  if (auto v = get_string(&body, "CgroupParent", ""); v && !v->empty())
+    add_unique(f.unsafe, "CgroupParent " + clip(*v));
+  return f;
+}
+
+// POST /networks/create: macvlan/ipvlan (a `parent` host interface), third-party drivers and
+// driver options reach the host's network; plain bridge and overlay networks do not.
+ContainerFacts decode_network_create(const json &body) {
+  if (!body.is_object()) fail("The network-create body is not a JSON object.");
+  ContainerFacts f;
+  f.user_is_root = false;
+  const std::string driver = get_string(&body, "Driver", "").value_or("");
+  if (!driver.empty() && driver != "bridge" && driver != "overlay")
+    add_unique(f.unsafe, "network driver " + clip(driver));
+  if (const json *o = get_string_map(&body, "Options", ""); o && !o->empty())
+    add_unique(f.unsafe, "network driver options (" + clip(o->begin().key()) + ", ...)");
+  if (get_bool(&body, "Ingress", "")) add_unique(f.unsafe, "network Ingress (swarm routing mesh)");
+  if (const json *ipam = get_object(&body, "IPAM", "")) {
+    const std::string d = get_string(ipam, "Driver", "IPAM.").value_or("");
+    if (!d.empty() && d != "default") add_unique(f.unsafe, "IPAM driver " + clip(d));
+    if (const json *io = get_string_map(ipam, "Options", "IPAM."); io && !io->empty())
+      add_unique(f.unsafe, "IPAM driver options");
+  }
+  return f;
+}
+
+// POST /build: the classic builder runs the Dockerfile's RUN steps in containers set up by these
+// query parameters (the build context itself never reaches the plugin). RUN steps run as the
+// Dockerfile says, root by default, so user_is_root stays true.
+ContainerFacts build_facts(const QueryParams &q) {
+  ContainerFacts f;
+  const std::string net = ascii_lower(q.first("networkmode").value_or(""));
+  if (net == "host" || net.rfind("container:", 0) == 0) add_unique(f.host_namespaces, "network");
+  if (auto v = q.first("cgroupparent"); v && !v->empty())
+    add_unique(f.unsafe, "build cgroupparent " + clip(*v));
+  if (auto v = q.first("remote"); v && !v->empty())
+    add_unique(f.unsafe, "build remote context (the daemon fetches " + clip(*v) + ")");
+  if (q.first("version").value_or("1") != "1")
+    add_unique(f.unsafe, "BuildKit build (its steps run over /session and /grpc, unseen)");
+  return f;
+}
+
 ContainerFacts decode_exec(const json &body) {
   if (!body.is_object()) fail("The exec-create body is not a JSON object.");
   ContainerFacts f;
@@ -660,7 +709,8 @@ Request normalize_impl(const RawHttpRequest &raw, const NormalizeOptions &opts) 
       body = std::move(pr.value);
     }
     if ((r.action == "container.create" || r.action == "container.exec" ||
-         r.action == "volume.create") &&
+         r.action == "volume.create" || r.action == "container.update" ||
+         r.action == "network.create") &&
         !body)
       fail("The JSON request body is missing."); // also guaranteed above; never dereference empty
     if (r.action == "container.create") {
@@ -672,6 +722,13 @@ Request normalize_impl(const RawHttpRequest &raw, const NormalizeOptions &opts) 
     } else if (r.action == "volume.create") {
       r.container = decode_volume_create(*body);
       r.object = get_string(&*body, "Name", "").value_or("");
+    } else if (r.action == "container.update") {
+      r.container = decode_update(*body);
+    } else if (r.action == "network.create") {
+      r.container = decode_network_create(*body);
+      r.object = get_string(&*body, "Name", "").value_or("");
+    } else if (r.action == "build") {
+      r.container = build_facts(q);
     }
     if (r.container) add_symlink_targets(*r.container, opts);
     image_facts(r, q);

@@ -95,6 +95,9 @@ e2e_suite() {
 step "end-to-end tests on a real dockerd"
 e2e_suite e2e tests/e2e/run.sh
 
+step "bypass classes on a real dockerd (raw HTTP)"
+e2e_suite e2e-bypass tests/e2e/bypass.sh
+
 step "end-to-end tests on a real dockerd with an LDAP directory"
 e2e_suite e2e-ldap tests/e2e/ldap.sh
 

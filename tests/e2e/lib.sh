@@ -8,11 +8,28 @@ LAST_OUT=""
 LAST_RC=0
 LAST_DECISION=""
 
+GAPS=0
+# E2E_GAP_REASON: set it around checks of a KNOWN, documented gap (a wrong allow portcullis cannot
+# prevent yet). Their failures print "not ok - ... # TODO known gap: REASON" and are counted as
+# gaps, not failures; a check that passes in that mode fails the run ("gap closed?") so that the
+# marker is removed and the check becomes a normal one.
+E2E_GAP_REASON=""
+
 ok() {
+  if [[ -n "$E2E_GAP_REASON" ]]; then
+    FAILED=$((FAILED + 1))
+    echo "not ok - $* # passed inside a known-gap block: remove E2E_GAP_REASON around it"
+    return
+  fi
   PASSED=$((PASSED + 1))
   echo "ok - $*"
 }
 not_ok() {
+  if [[ -n "$E2E_GAP_REASON" ]]; then
+    GAPS=$((GAPS + 1))
+    echo "not ok - $* # TODO known gap: $E2E_GAP_REASON"
+    return
+  fi
   FAILED=$((FAILED + 1))
   echo "not ok - $*"
 }
@@ -29,6 +46,7 @@ e2e_finish() {
   fi
   if declare -F e2e_cleanup_hook >/dev/null; then e2e_cleanup_hook || true; fi
   sb_cleanup || true
+  ((GAPS == 0)) || echo "known gaps (documented wrong allows, not counted as failures): $GAPS"
   echo "$PASSED passed, $FAILED failed"
   ((FAILED == 0)) || exit 1
   exit 0

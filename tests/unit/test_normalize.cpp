@@ -733,3 +733,67 @@ TEST_CASE("normalize: a symlinked host path adds its target, which limits then j
   REQUIRE(v.container->host_mounts.size() == 2);
   CHECK(v.container->host_mounts[1].path == "/etc");
 }
+
+// --- facts beyond create: update, network create, build ----------------------------------------
+
+TEST_CASE("normalize: container update carries device and cgroup facts") {
+  auto up = [](const std::string &body) {
+    return normalize(req("POST", "/v1.41/containers/c1/update", body, "application/json"),
+                     lexical());
+  };
+  Request r = up(R"({"DeviceCgroupRules":["a *:* rwm"],"Memory":1000000})");
+  REQUIRE_FALSE(r.invalid.has_value());
+  CHECK(r.action == "container.update");
+  CHECK(r.object == "c1");
+  CHECK(has(facts(r).devices, "cgroup-rule:a *:* rwm"));
+  CHECK_FALSE(facts(r).user_is_root);
+  CHECK(has(facts(up(R"({"devices":[{"PathOnHost":"/dev/sda"}]})")).devices, "/dev/sda"));
+  CHECK(has_prefix(facts(up(R"({"CgroupParent":"/"})")).unsafe, "CgroupParent"));
+  const auto plain = facts(up(R"({"CpuShares":512,"RestartPolicy":{"Name":"always"}})"));
+  CHECK(plain.devices.empty());
+  CHECK(plain.unsafe.empty());
+  expect_invalid(up(R"({"Devices":"x"})"));
+  expect_invalid(
+      normalize(req("POST", "/v1.41/containers/c1/update", std::nullopt, "application/json")));
+}
+
+TEST_CASE("normalize: network create flags drivers that reach the host network") {
+  auto net = [](const std::string &body) {
+    return normalize(req("POST", "/v1.41/networks/create", body, "application/json"), lexical());
+  };
+  // what `docker network create n1` sends
+  Request plain = net(R"({"Name":"n1","CheckDuplicate":true,"Driver":"bridge","Scope":"",)"
+                      R"("EnableIPv6":false,"IPAM":{"Driver":"default","Options":{},"Config":[]},)"
+                      R"("Internal":false,"Attachable":false,"Ingress":false,"ConfigOnly":false,)"
+                      R"("ConfigFrom":{"Network":""},"Options":{},"Labels":{}})");
+  CHECK(plain.object == "n1");
+  CHECK(facts(plain).unsafe.empty());
+  CHECK(has(facts(net(R"({"Name":"m","Driver":"macvlan","Options":{"parent":"eth0"}})")).unsafe,
+            "network driver macvlan"));
+  CHECK(has_prefix(facts(net(R"({"Name":"b","Options":{"parent":"eth0"}})")).unsafe,
+                   "network driver options (parent"));
+  CHECK(has(facts(net(R"({"Name":"i","Ingress":true})")).unsafe,
+            "network Ingress (swarm routing mesh)"));
+  CHECK(has(facts(net(R"({"Name":"p","IPAM":{"Driver":"dhcp"}})")).unsafe, "IPAM driver dhcp"));
+  expect_invalid(net(R"({"Name":"x","Options":{"parent":1}})"));
+}
+
+TEST_CASE("normalize: build query parameters are facts") {
+  auto build = [](const std::string &query) {
+    return normalize(
+        req("POST", "/v1.41/build" + query, std::string("tar bytes"), "application/x-tar"),
+        lexical());
+  };
+  Request host = build("?networkmode=host&t=app");
+  REQUIRE_FALSE(host.invalid.has_value());
+  CHECK(host.action == "build");
+  CHECK(has(facts(host).host_namespaces, "network"));
+  CHECK(facts(host).user_is_root); // RUN steps are root unless the Dockerfile says otherwise
+  CHECK(has(facts(build("?networkmode=container:abc")).host_namespaces, "network"));
+  CHECK(facts(build("?networkmode=none")).host_namespaces.empty());
+  CHECK(has_prefix(facts(build("?cgroupparent=/x")).unsafe, "build cgroupparent"));
+  CHECK(has_prefix(facts(build("?remote=https://example.com/ctx.tar")).unsafe,
+                   "build remote context"));
+  CHECK(has_prefix(facts(build("?version=2")).unsafe, "BuildKit build"));
+  CHECK(facts(build("?version=1&t=a")).unsafe.empty());
+}
