@@ -2,6 +2,7 @@
 
 #include "plugin/config.hpp"
 #include "plugin/directories.hpp"
+#include "plugin/routes.hpp"
 #include "plugin/server.hpp"
 #include "plugin/service.hpp"
 
@@ -30,6 +31,8 @@ Usage:
                                       resolve a user as the plugin would: directory entry,
                                       groups (with the nesting that led to each), roles and
                                       the bindings that grant them
+  portcullis routes                   print the Engine API route table as Markdown
+                                      (docs/ROUTES.md is this output)
   portcullis version                  print the version
   portcullis help                     this text
 )";
@@ -226,6 +229,14 @@ int run_cli(int argc, char **argv) {
     if (cmd == "serve") return cmd_serve(args);
     if (cmd == "policy") return cmd_policy(args);
     if (cmd == "whoami") return cmd_whoami(args);
+    if (cmd == "routes") {
+      if (!args.empty()) {
+        std::fprintf(stderr, "usage: portcullis routes\n");
+        return 64;
+      }
+      std::fputs(route_table_markdown().c_str(), stdout);
+      return 0;
+    }
     if (cmd == "version" || cmd == "--version") {
       std::printf("portcullis %s\n", PORTCULLIS_VERSION);
       return 0;

@@ -45,7 +45,16 @@ struct RouteMatch {
 RouteMatch match_route(std::string_view method, std::string_view path, bool versioned,
                        const QueryParams &query);
 
+// match_route over another table (compiled on every call: for tests of the matching rules, such
+// as ambiguity, that the real table does not exercise). `table` must outlive the result's route.
+RouteMatch match_route_in(const std::vector<Route> &table, std::string_view method,
+                          std::string_view path, bool versioned, const QueryParams &query);
+
 // Every action the table can produce, sorted and unique ("unknown" excluded).
 std::vector<std::string> route_table_actions();
+
+// docs/ROUTES.md: a short introduction and the table as Markdown, one row per route in
+// registration order. `portcullis routes` prints it; a unit test compares it with the file.
+std::string route_table_markdown();
 
 } // namespace portcullis

@@ -42,6 +42,7 @@ std::vector<std::string_view> make_catalog() {
       "container.remove",
       "container.prune",
       "container.commit",
+      "container.copy",
       "container.checkpoint.list",
       "container.checkpoint.create",
       "container.checkpoint.remove",
@@ -138,7 +139,34 @@ std::vector<std::string_view> make_catalog() {
   std::sort(v.begin(), v.end());
   return v;
 }
+
+// Read-only actions ("*.read"). Left out on purpose, although they are GET routes:
+//  - file, log or process contents: container.logs, container.export, container.archive.get,
+//    container.archive.head (probes paths), image.export, service.logs, task.logs;
+//  - a process's I/O: container.attach.ws (a GET that takes stdin);
+//  - data that may be secret: container.inspect (Config.Env), swarm.inspect (join tokens),
+//    swarm.unlockkey, volume.list and volume.inspect (driver options such as CIFS passwords),
+//    plugin.inspect (plugin settings), service.list/inspect and task.list/inspect (the spec's
+//    Env), config.list/inspect (config data), image.attestations (provenance with build args);
+//  - calls to a registry on the caller's behalf: image.search, plugin.privileges,
+//    distribution.inspect;
+//  - the daemon's internals: debug.vars, debug.pprof.
+// Must stay sorted (checked by a unit test).
+const std::vector<std::string_view> kReadActions = {
+    "container.changes", "container.list", "container.stats", "container.top",   "exec.inspect",
+    "image.history",     "image.inspect",  "image.list",      "network.inspect", "network.list",
+    "node.inspect",      "node.list",      "plugin.list",     "secret.inspect",  "secret.list",
+    "system.df",         "system.events",  "system.info",     "system.ping",     "system.version",
+};
 } // namespace
+
+const std::vector<std::string_view> &read_actions() {
+  return kReadActions;
+}
+
+bool is_read_action(std::string_view name) {
+  return std::binary_search(kReadActions.begin(), kReadActions.end(), name);
+}
 
 const std::vector<std::string_view> &known_actions() {
   static const std::vector<std::string_view> catalog = make_catalog();
@@ -155,6 +183,7 @@ bool action_pattern_matches(std::string_view pattern, std::string_view action) {
   // wildcard written for today's API must not silently cover endpoints added tomorrow.
   if (action == "unknown") return pattern == "unknown";
   if (pattern == "*") return true;
+  if (pattern == "*.read") return is_read_action(action);
   if (pattern.size() >= 2 && pattern.substr(pattern.size() - 2) == ".*") {
     std::string_view prefix = pattern.substr(0, pattern.size() - 1); // keeps the dot
     return action.size() > prefix.size() && action.substr(0, prefix.size()) == prefix;

@@ -262,15 +262,15 @@ std::vector<std::string> Loader::actions(const YAML::Node &n, const std::string 
   auto list = get_string_list(n, where, m);
   if (!list) return out;
   if (list->empty()) {
-    error(m, where + ": the list is empty; expected at least one action name, \"prefix.*\" or "
-                     "\"*\"");
+    error(m, where + ": the list is empty; expected at least one action name, \"prefix.*\", "
+                     "\"*.read\" or \"*\"");
     return out;
   }
   for (const auto &[a, am] : *list) {
     if (!action_pattern_is_valid(a)) {
       std::string msg = where + ": unknown action " + quote(a) +
                         "; expected an action name such as container.create, a pattern such as "
-                        "container.* or *";
+                        "container.*, *.read or *";
       std::string_view best;
       std::size_t best_d = 3;
       for (auto k : known_actions()) {
