@@ -532,6 +532,64 @@ ContainerFacts build_facts(const QueryParams &q) {
   return f;
 }
 
+// POST /services/create and /services/{id}/update (a swarm ServiceSpec): the containers the
+// swarm will run, here and on other nodes. TaskTemplate.ContainerSpec holds the same dangerous
+// settings as a container create, under other names.
+ContainerFacts decode_service(const json &body) {
+  if (!body.is_object()) fail("The service body is not a JSON object.");
+  ContainerFacts f;
+  const json *task = get_object(&body, "TaskTemplate", "");
+  const std::string tw = "TaskTemplate.";
+  const std::string runtime = get_string(task, "Runtime", tw).value_or("");
+  if (get_object(task, "PluginSpec", tw) || runtime == "plugin")
+    add_unique(f.unsafe, "service installs a plugin (TaskTemplate.PluginSpec)");
+  else if (!runtime.empty() && runtime != "container")
+    add_unique(f.unsafe, "service runtime " + clip(runtime));
+  const json *cs = get_object(task, "ContainerSpec", tw);
+  const std::string cw = tw + "ContainerSpec.";
+  if (auto image = get_string(cs, "Image", cw); image && !image->empty()) {
+    f.image = parse_image_ref(*image);
+    if (!f.image) fail("The image reference in " + cw + "Image is not valid.");
+  }
+  f.user = get_string(cs, "User", cw).value_or("");
+  f.user_is_root = is_root_user(f.user);
+  if (auto caps = get_string_list(cs, "CapabilityAdd", cw))
+    for (const auto &c : *caps)
+      add_unique(f.capabilities, normalize_capability(c, cw));
+  get_string_list(cs, "CapabilityDrop", cw); // type check only
+  decode_mounts(cs, cw, f);
+  if (const json *priv = get_object(cs, "Privileges", cw)) {
+    const std::string pw = cw + "Privileges.";
+    const json *seccomp = get_object(priv, "Seccomp", pw);
+    if (auto m = get_string(seccomp, "Mode", pw + "Seccomp."); m && !m->empty() && *m != "default")
+      add_unique(f.unsafe, "Seccomp mode " + clip(*m));
+    const json *apparmor = get_object(priv, "AppArmor", pw);
+    if (auto m = get_string(apparmor, "Mode", pw + "AppArmor.");
+        m && !m->empty() && *m != "default")
+      add_unique(f.unsafe, "AppArmor mode " + clip(*m));
+    if (get_bool(get_object(priv, "SELinuxContext", pw), "Disable", pw + "SELinuxContext."))
+      add_unique(f.unsafe, "SELinuxContext disabled");
+  }
+  if (const json *s = get_string_map(cs, "Sysctls", cw))
+    for (auto it = s->begin(); it != s->end(); ++it)
+      add_unique(f.unsafe, "Sysctls " + clip(it.key()));
+  if (auto i = get_string(cs, "Isolation", cw); i && !i->empty() && *i != "default")
+    add_unique(f.unsafe, "Isolation " + clip(*i));
+  const json *log = get_object(task, "LogDriver", tw);
+  if (auto n = get_string(log, "Name", tw + "LogDriver."); n && !n->empty())
+    add_unique(f.unsafe, "LogDriver " + clip(*n));
+  // Attaching to the swarm-scoped "host" network gives the tasks the host's network namespace.
+  for (const json *nets : {get_array(task, "Networks", tw), get_array(&body, "Networks", "")}) {
+    if (!nets) continue;
+    for (const auto &n : *nets) {
+      if (!n.is_object()) fail(wrong_type(tw, "Networks", "an array of objects"));
+      std::string target = get_string(&n, "Target", tw + "Networks[].").value_or("");
+      if (ascii_lower(target) == "host") add_unique(f.host_namespaces, "network");
+    }
+  }
+  return f;
+}
+
 ContainerFacts decode_exec(const json &body) {
   if (!body.is_object()) fail("The exec-create body is not a JSON object.");
   ContainerFacts f;
@@ -710,7 +768,8 @@ Request normalize_impl(const RawHttpRequest &raw, const NormalizeOptions &opts) 
     }
     if ((r.action == "container.create" || r.action == "container.exec" ||
          r.action == "volume.create" || r.action == "container.update" ||
-         r.action == "network.create") &&
+         r.action == "network.create" || r.action == "service.create" ||
+         r.action == "service.update") &&
         !body)
       fail("The JSON request body is missing."); // also guaranteed above; never dereference empty
     if (r.action == "container.create") {
@@ -729,6 +788,9 @@ Request normalize_impl(const RawHttpRequest &raw, const NormalizeOptions &opts) 
       r.object = get_string(&*body, "Name", "").value_or("");
     } else if (r.action == "build") {
       r.container = build_facts(q);
+    } else if (r.action == "service.create" || r.action == "service.update") {
+      r.container = decode_service(*body);
+      r.image = r.container->image;
     }
     if (r.container) add_symlink_targets(*r.container, opts);
     image_facts(r, q);

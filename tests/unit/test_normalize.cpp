@@ -797,3 +797,59 @@ TEST_CASE("normalize: build query parameters are facts") {
   CHECK(has_prefix(facts(build("?version=2")).unsafe, "BuildKit build"));
   CHECK(facts(build("?version=1&t=a")).unsafe.empty());
 }
+
+TEST_CASE("normalize: swarm service create/update carries the ContainerSpec's facts") {
+  auto svc = [](const std::string &uri, const std::string &body) {
+    return normalize(req("POST", uri, body, "application/json"), lexical());
+  };
+  Request r = svc("/v1.41/services/create",
+                  R"({"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"nginx:1",)"
+                  R"("User":"www","CapabilityAdd":["sys_admin"],)"
+                  R"("Mounts":[{"Type":"bind","Source":"/etc","Target":"/x"}],)"
+                  R"("Privileges":{"Seccomp":{"Mode":"unconfined"},"AppArmor":{"Mode":"disabled"},)"
+                  R"("SELinuxContext":{"Disable":true}},"Sysctls":{"net.ipv4.ip_forward":"1"}},)"
+                  R"("Networks":[{"Target":"HOST"}],"LogDriver":{"Name":"syslog"}}})");
+  REQUIRE_FALSE(r.invalid.has_value());
+  CHECK(r.action == "service.create");
+  const auto &f = facts(r);
+  REQUIRE(f.image.has_value());
+  CHECK(f.image->repository == "library/nginx");
+  REQUIRE(r.image.has_value());
+  CHECK(f.user == "www");
+  CHECK_FALSE(f.user_is_root);
+  CHECK(has(f.capabilities, "CAP_SYS_ADMIN"));
+  REQUIRE(f.host_mounts.size() == 1);
+  CHECK(f.host_mounts[0].path == "/etc");
+  CHECK(has(f.unsafe, "Seccomp mode unconfined"));
+  CHECK(has(f.unsafe, "AppArmor mode disabled"));
+  CHECK(has(f.unsafe, "SELinuxContext disabled"));
+  CHECK(has(f.unsafe, "Sysctls net.ipv4.ip_forward"));
+  CHECK(has(f.unsafe, "LogDriver syslog"));
+  CHECK(has(f.host_namespaces, "network"));
+
+  // update, Go-folded keys, the default user (root), the deprecated top-level Networks
+  Request u = svc("/v1.41/services/abc/update?version=3",
+                  R"({"tasktemplate":{"containerspec":{"image":"busybox"}},)"
+                  R"("Networks":[{"Target":"host"}]})");
+  CHECK(u.action == "service.update");
+  CHECK(facts(u).user_is_root);
+  CHECK(has(facts(u).host_namespaces, "network"));
+  CHECK(facts(u).unsafe.empty());
+
+  // a plugin service installs a plugin on every node
+  CHECK(has_prefix(facts(svc("/v1.41/services/create",
+                             R"({"TaskTemplate":{"Runtime":"plugin","PluginSpec":{}}})"))
+                       .unsafe,
+                   "service installs a plugin"));
+  // a plain service is clean
+  const auto plain = facts(svc("/v1.41/services/create",
+                               R"({"Name":"w","TaskTemplate":{"ContainerSpec":{"Image":"busybox",)"
+                               R"("User":"1000","Privileges":{"Seccomp":{"Mode":"default"}}}}})"));
+  CHECK(plain.unsafe.empty());
+  CHECK(plain.host_mounts.empty());
+  expect_invalid(svc("/v1.41/services/create", R"({"TaskTemplate":{"ContainerSpec":[]}})"));
+  expect_invalid(svc("/v1.41/services/create",
+                     R"({"TaskTemplate":{"ContainerSpec":{"Image":"Not A Valid Ref"}}})"));
+  expect_invalid(
+      normalize(req("POST", "/v1.41/services/create", std::nullopt, "application/json")));
+}
