@@ -253,15 +253,23 @@ void volume_driver_facts(std::string_view driver, const json *opts, std::string_
     else if (k != "size") // dockerd refuses other names; whatever it does, flag them
       add_unique(f.unsafe, std::string(what) + " option " + clip(k));
   }
-  bool bind = false, read_only = mount_read_only;
+  // mount options apply in order (moby/sys parseOptions): the last of ro/rw wins.
+  bool bind = false, recursive = false, ro_option = false;
   for (std::string_view t : split_commas(o)) {
     if (t == "bind" || t == "rbind") bind = true;
-    if (t == "ro") read_only = true;
+    if (t == "rbind") recursive = true;
+    if (t == "ro") ro_option = true;
+    if (t == "rw") ro_option = false;
   }
+  // An rbind remounted read-only is read-only at its top only: submounts stay writable.
+  const bool read_only = mount_read_only || (ro_option && !recursive);
   if (bind) {
-    if (device.empty() || device.front() != '/')
+    // mount(2) gets `device` as written and the kernel resolves "l/.." physically (after the
+    // link), so only a path that is already clean is judged by its text.
+    if (device.empty() || device.front() != '/' ||
+        normalize_absolute_path(device).value_or("") != device)
       fail("A bind-type local volume in " + std::string(what) +
-           " has a relative or empty device path.");
+           " has a device path that is relative, empty or not clean (., .., //, trailing /).");
     std::string source = device;
     if (!subpath.empty()) {
       for (std::string_view part : split_slashes(subpath))
@@ -345,7 +353,10 @@ void decode_mounts(const json *hc, std::string_view where, ContainerFacts &f) {
         add_unique(f.unsafe, "Mounts bind propagation " + prop + " (" + clip(source) + ")");
       if (get_bool(bind_opts, "CreateMountpoint", w + "BindOptions."))
         add_unique(f.unsafe, "Mounts bind CreateMountpoint (" + clip(source) + ")");
-      f.host_mounts.push_back(HostMount{source, clean_absolute_path(source), read_only, "Mounts"});
+      // Read-only at the top only: mounts below the source stay writable.
+      const bool non_recursive = get_bool(bind_opts, "ReadOnlyNonRecursive", w + "BindOptions.");
+      f.host_mounts.push_back(
+          HostMount{source, clean_absolute_path(source), read_only && !non_recursive, "Mounts"});
     } else if (type == "volume") {
       const json *driver = get_object(vol_opts, "DriverConfig", w + "VolumeOptions.");
       std::string dname =
@@ -512,7 +523,15 @@ ContainerFacts decode_network_create(const json &body) {
     if (!d.empty() && d != "default") add_unique(f.unsafe, "IPAM driver " + clip(d));
     if (const json *io = get_string_map(ipam, "Options", "IPAM."); io && !io->empty())
       add_unique(f.unsafe, "IPAM driver options");
+    // A chosen subnet is not checked against the host's routes: it can capture host traffic
+    // to that range (a directory server, a registry).
+    if (const json *cfg = get_array(ipam, "Config", "IPAM."); cfg && !cfg->empty())
+      add_unique(f.unsafe, "IPAM subnets chosen by the caller");
   }
+  // Options copied from a config-only network are not in this request.
+  if (const json *from = get_object(&body, "ConfigFrom", "");
+      from && !get_string(from, "Network", "ConfigFrom.").value_or("").empty())
+    add_unique(f.unsafe, "network ConfigFrom (options from another network)");
   return f;
 }
 
@@ -567,14 +586,23 @@ ContainerFacts decode_service(const json &body) {
     if (auto m = get_string(apparmor, "Mode", pw + "AppArmor.");
         m && !m->empty() && *m != "default")
       add_unique(f.unsafe, "AppArmor mode " + clip(*m));
-    if (get_bool(get_object(priv, "SELinuxContext", pw), "Disable", pw + "SELinuxContext."))
+    const json *se = get_object(priv, "SELinuxContext", pw);
+    if (get_bool(se, "Disable", pw + "SELinuxContext."))
       add_unique(f.unsafe, "SELinuxContext disabled");
+    // The executor turns these into label=user:/role:/type:/level: (type spc_t is unconfined).
+    for (std::string_view k : {"User", "Role", "Type", "Level"})
+      if (auto v = get_string(se, k, pw + "SELinuxContext."); v && !v->empty())
+        add_unique(f.unsafe, "SELinuxContext " + std::string(k) + " " + clip(*v));
   }
   if (const json *s = get_string_map(cs, "Sysctls", cw))
     for (auto it = s->begin(); it != s->end(); ++it)
       add_unique(f.unsafe, "Sysctls " + clip(it.key()));
   if (auto i = get_string(cs, "Isolation", cw); i && !i->empty() && *i != "default")
     add_unique(f.unsafe, "Isolation " + clip(*i));
+  // Any swarm secret or config, by name or ID, mounted into the tasks: its content is readable.
+  for (std::string_view k : {"Secrets", "Configs"})
+    if (const json *a = get_array(cs, k, cw); a && !a->empty())
+      add_unique(f.unsafe, "service mounts swarm " + ascii_lower(k));
   const json *log = get_object(task, "LogDriver", tw);
   if (auto n = get_string(log, "Name", tw + "LogDriver."); n && !n->empty())
     add_unique(f.unsafe, "LogDriver " + clip(*n));
@@ -585,6 +613,11 @@ ContainerFacts decode_service(const json &body) {
       if (!n.is_object()) fail(wrong_type(tw, "Networks", "an array of objects"));
       std::string target = get_string(&n, "Target", tw + "Networks[].").value_or("");
       if (ascii_lower(target) == "host") add_unique(f.host_namespaces, "network");
+      // Swarm also matches a network by ID or ID prefix: the host network cannot be ruled out.
+      else if (!target.empty() && std::all_of(target.begin(), target.end(), [](char c) {
+                 return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+               }))
+        add_unique(f.unsafe, "service network given by ID " + clip(target, 16));
     }
   }
   return f;
@@ -686,12 +719,21 @@ void image_facts(Request &r, const QueryParams &q) {
 // The kernel follows symlinks in a bind source: /srv/projects/link -> /etc mounts /etc. Each
 // host mount whose path resolves (on this host, now) to another path gets a second fact for the
 // resolved path, so limits and guardrails judge both. A path that cannot be resolved is refused.
+constexpr std::size_t kMaxHostMounts = 128; // per request; far beyond any real container
+
 void add_symlink_targets(ContainerFacts &f, const NormalizeOptions &opts) {
   if (!opts.resolve_host_path) return;
   const std::size_t n = f.host_mounts.size();
+  // Resolution costs system calls: bound it per request (a body can repeat one long path).
+  if (n > kMaxHostMounts)
+    fail("The request has " + std::to_string(n) + " host mounts; at most " +
+         std::to_string(kMaxHostMounts) + " are judged.");
+  std::map<std::string, std::optional<std::string>> seen;
   for (std::size_t i = 0; i < n; ++i) {
     const HostMount m = f.host_mounts[i]; // copy: push_back below may reallocate
-    auto resolved = opts.resolve_host_path(m.path);
+    auto [it, fresh] = seen.try_emplace(m.path);
+    if (fresh) it->second = opts.resolve_host_path(m.path);
+    const std::optional<std::string> &resolved = it->second;
     if (!resolved)
       fail("The host path " + clip(m.path) +
            " cannot be resolved on this host (symlink loop, too long, or not readable).");
@@ -791,6 +833,10 @@ Request normalize_impl(const RawHttpRequest &raw, const NormalizeOptions &opts) 
     } else if (r.action == "service.create" || r.action == "service.update") {
       r.container = decode_service(*body);
       r.image = r.container->image;
+      // ?rollback=previous applies the service's previous spec, not this body.
+      if (!q.first("rollback").value_or("").empty())
+        add_unique(r.container->unsafe,
+                   "service rollback (the previous spec is not in the request)");
     }
     if (r.container) add_symlink_targets(*r.container, opts);
     image_facts(r, q);
@@ -818,7 +864,11 @@ std::optional<std::string> resolve_host_path_on_host(const std::string &path) {
   std::string done; // resolved prefix without a trailing slash; "" is "/"
   int links = 0;
   bool exists = true; // false once a component is missing: the rest is taken lexically
+  // Each step may cost an lstat(2); links whose targets are long runs of "a/../" could make one
+  // path cost thousands. Real paths need tens of steps.
+  int steps = 0;
   while (!todo.empty()) {
+    if (++steps > 1024) return std::nullopt;
     std::string c = std::move(todo.back());
     todo.pop_back();
     if (c == "..") {

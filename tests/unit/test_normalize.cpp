@@ -622,12 +622,30 @@ TEST_CASE("normalize: POST /volumes/create with bind options is a host mount") {
   CHECK_FALSE(f.user_is_root); // no process runs: run_as_root limits do not apply
   CHECK(f.unsafe.empty());
 
-  // rbind, read-only, the type ignored, an unclean device, keys folded by Go
+  // read-only, the type ignored, keys folded by Go
   auto ro = facts(volume_create(
-      R"({"driver":"","driveropts":{"type":"ext4","o":"ro,rbind","device":"/srv//x/../etc/"}})"));
+      R"({"driver":"","driveropts":{"type":"ext4","o":"ro,bind","device":"/srv/etc"}})"));
   REQUIRE(ro.host_mounts.size() == 1);
   CHECK(ro.host_mounts[0].path == "/srv/etc");
   CHECK(ro.host_mounts[0].read_only);
+  // options apply in order: a later rw wins (moby/sys parseOptions)
+  CHECK_FALSE(facts(volume_create(R"({"DriverOpts":{"o":"bind,ro,rw","device":"/srv"}})"))
+                  .host_mounts[0]
+                  .read_only);
+  CHECK(facts(volume_create(R"({"DriverOpts":{"o":"rw,bind,ro","device":"/srv"}})"))
+            .host_mounts[0]
+            .read_only);
+  // rbind remounted ro is read-only at the top only: submounts stay writable
+  CHECK_FALSE(facts(volume_create(R"({"DriverOpts":{"o":"rbind,ro","device":"/srv"}})"))
+                  .host_mounts[0]
+                  .read_only);
+  // mount(2) gets the device as written: "l/.." is resolved after the link, so an unclean
+  // device cannot be judged by its text
+  for (const char *dev : {"/srv//x", "/srv/x/../etc", "/srv/./x", "/srv/x/"}) {
+    CAPTURE(dev);
+    expect_invalid(
+        volume_create(std::string(R"({"DriverOpts":{"o":"bind","device":")") + dev + "\"}}"));
+  }
 
   // plain named volumes, tmpfs volumes: no host access
   CHECK(facts(volume_create(R"({"Name":"v2"})")).host_mounts.empty());
@@ -666,6 +684,11 @@ TEST_CASE("normalize: Mounts volume Subpath narrows an inline bind volume") {
   REQUIRE(f.host_mounts.size() == 1);
   CHECK(f.host_mounts[0].path == "/srv/a/b");
   CHECK(f.host_mounts[0].read_only);
+  // BindOptions.ReadOnlyNonRecursive: read-only at the top only
+  auto nr =
+      facts(create_hc(R"("Mounts":[{"Type":"bind","Source":"/srv","Target":"/s","ReadOnly":true,)"
+                      R"("BindOptions":{"ReadOnlyNonRecursive":true}}])"));
+  CHECK_FALSE(nr.host_mounts.at(0).read_only);
   expect_invalid(
       create_hc(R"("Mounts":[{"Type":"volume","Target":"/v","VolumeOptions":{"Subpath":"../etc",)"
                 R"("DriverConfig":{"Name":"local","Options":{"o":"bind","device":"/srv"}}}}])"));
@@ -852,4 +875,77 @@ TEST_CASE("normalize: swarm service create/update carries the ContainerSpec's fa
                      R"({"TaskTemplate":{"ContainerSpec":{"Image":"Not A Valid Ref"}}})"));
   expect_invalid(
       normalize(req("POST", "/v1.41/services/create", std::nullopt, "application/json")));
+}
+
+TEST_CASE("normalize: review fixes for services, networks and symlink resolution budgets") {
+  auto svc = [](const std::string &uri, const std::string &body) {
+    return normalize(req("POST", uri, body, "application/json"), lexical());
+  };
+  auto spec = [](const std::string &cs, const std::string &task_extra = "") {
+    return R"({"TaskTemplate":{"ContainerSpec":{"Image":"busybox","User":"1000")" + cs + "}" +
+           task_extra + "}}";
+  };
+  CHECK(has(
+      facts(svc("/services/create", spec(R"(,"Privileges":{"SELinuxContext":{"Type":"spc_t"}})")))
+          .unsafe,
+      "SELinuxContext Type spc_t"));
+  CHECK(has_prefix(
+      facts(svc("/services/create", spec("", R"(,"Networks":[{"Target":"4f2a"}])"))).unsafe,
+      "service network given by ID"));
+  CHECK(facts(svc("/services/create", spec("", R"(,"Networks":[{"Target":"backend"}])")))
+            .unsafe.empty());
+  CHECK(has_prefix(facts(svc("/services/s1/update?version=2&rollback=previous", spec(""))).unsafe,
+                   "service rollback"));
+  CHECK(has(facts(svc("/services/create", spec(R"(,"Secrets":[{"SecretID":"x"}])"))).unsafe,
+            "service mounts swarm secrets"));
+  CHECK(has(facts(svc("/services/create", spec(R"(,"Configs":[{"ConfigID":"x"}])"))).unsafe,
+            "service mounts swarm configs"));
+
+  auto net = [](const std::string &body) {
+    return normalize(req("POST", "/networks/create", body, "application/json"), lexical());
+  };
+  CHECK(has_prefix(facts(net(R"({"Name":"n","ConfigFrom":{"Network":"cfg"}})")).unsafe,
+                   "network ConfigFrom"));
+  CHECK(has(facts(net(R"({"Name":"n","IPAM":{"Config":[{"Subnet":"10.1.2.0/24"}]}})")).unsafe,
+            "IPAM subnets chosen by the caller"));
+
+  // at most 128 host mounts are judged; resolution results are reused within a request
+  int calls = 0;
+  NormalizeOptions o;
+  o.resolve_host_path = [&calls](const std::string &p) -> std::optional<std::string> {
+    ++calls;
+    return p;
+  };
+  std::string binds;
+  for (int i = 0; i < 100; ++i)
+    binds += std::string(i ? "," : "") + "\"/srv/same:/x" + std::to_string(i) + "\"";
+  Request r = normalize(req("POST", "/containers/create",
+                            R"({"Image":"busybox","HostConfig":{"Binds":[)" + binds + "]}}",
+                            "application/json"),
+                        o);
+  CHECK_FALSE(r.invalid.has_value());
+  CHECK(calls == 1);
+  std::string many;
+  for (int i = 0; i < 129; ++i)
+    many += std::string(i ? "," : "") + "\"/srv/p" + std::to_string(i) + ":/x" + std::to_string(i) +
+            "\"";
+  expect_invalid(normalize(req("POST", "/containers/create",
+                               R"({"Image":"busybox","HostConfig":{"Binds":[)" + many + "]}}",
+                               "application/json"),
+                           o));
+}
+
+TEST_CASE("resolve_host_path_on_host bounds its work per path") {
+  namespace fs = std::filesystem;
+  const fs::path base = fs::temp_directory_path() / ("pc-budget-" + std::to_string(::getpid()));
+  fs::remove_all(base);
+  fs::create_directories(base / "a");
+  std::string detour; // "a/../" repeated: every step an lstat
+  for (int i = 0; i < 300; ++i) // 600 steps
+    detour += "a/../";
+  fs::create_symlink(detour + "a", base / "l1");
+  fs::create_symlink("l1/" + detour + "../l1", base / "l2");
+  CHECK(resolve_host_path_on_host((base / "l1").string()) == (base / "a").string());
+  CHECK_FALSE(resolve_host_path_on_host((base / "l2").string()).has_value()); // > 1024 steps
+  fs::remove_all(base);
 }

@@ -240,9 +240,11 @@ bindings:
   CHECK_FALSE(etc.allow);
   CHECK(etc.rule == "storage-volumes");
   CHECK(etc.reason.find("/etc") != std::string::npos);
-  auto sock = decide(R"({"type":"none","o":"bind","device":"/srv/../run/docker"})");
+  auto sock = decide(R"({"type":"none","o":"bind","device":"/run/docker/plugins"})");
   CHECK_FALSE(sock.allow);
   CHECK(sock.rule == "no-docker-socket");
+  CHECK(decide(R"({"type":"none","o":"bind","device":"/srv/../run/docker"})").rule ==
+        "invalid-request"); // not clean: mount(2) would resolve it physically
   auto nfs = decide(R"({"type":"nfs","o":"addr=10.0.0.1","device":":/export"})");
   CHECK_FALSE(nfs.allow); // unsafe settings are not permitted by the rule
   CHECK(nfs.rule == "storage-volumes");
