@@ -940,7 +940,7 @@ TEST_CASE("resolve_host_path_on_host bounds its work per path") {
   const fs::path base = fs::temp_directory_path() / ("pc-budget-" + std::to_string(::getpid()));
   fs::remove_all(base);
   fs::create_directories(base / "a");
-  std::string detour; // "a/../" repeated: every step an lstat
+  std::string detour;           // "a/../" repeated: every step an lstat
   for (int i = 0; i < 300; ++i) // 600 steps
     detour += "a/../";
   fs::create_symlink(detour + "a", base / "l1");
