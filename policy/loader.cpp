@@ -9,6 +9,8 @@
 #include <cctype>
 #include <functional>
 #include <initializer_list>
+#include <sstream>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 namespace portcullis::policy_detail {
@@ -625,6 +627,28 @@ void Loader::binding(const YAML::Node &n, const std::string &where, SourceMark m
   ast.bindings.push_back(std::move(b));
 }
 
+// Counts the YAML documents of a text, at most `limit`, and where each starts. yaml-cpp 0.7's
+// LoadAll never returns on some malformed texts (a lone ",": jbeder/yaml-cpp#1040, fixed after
+// Debian 12's 0.7.0): its parser reports an empty document again and again without consuming
+// input, so LoadAll loops and allocates until memory runs out. Counting with a cap and then
+// loading the single document with YAML::Load cannot loop.
+class DocumentCounter : public YAML::EventHandler {
+public:
+  std::vector<YAML::Mark> starts;
+  void OnDocumentStart(const YAML::Mark &mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark &, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark &, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark &, const std::string &, YAML::anchor_t,
+                const std::string &) override {}
+  void OnSequenceStart(const YAML::Mark &, const std::string &, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark &, const std::string &, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
 PolicyAst Loader::load(std::string_view text) {
   PolicyAst ast;
   if (text.size() > kMaxPolicyBytes) {
@@ -633,16 +657,25 @@ PolicyAst Loader::load(std::string_view text) {
   }
   std::vector<YAML::Node> docs;
   try {
-    docs = YAML::LoadAll(std::string(text));
+    const std::string owned(text);
+    std::istringstream in(owned);
+    YAML::Parser parser(in);
+    DocumentCounter counter;
+    while (counter.starts.size() < 3 && parser.HandleNextDocument(counter)) {}
+    if (counter.starts.size() > 1) {
+      const YAML::Mark &m = counter.starts[1];
+      error({m.line + 1, m.column + 1},
+            counter.starts.size() > 2
+                ? "expected a single YAML document, found several (or a text the YAML parser "
+                  "cannot make progress in)"
+                : "expected a single YAML document, found 2");
+      return ast;
+    }
+    if (!counter.starts.empty()) docs.push_back(YAML::Load(owned));
   } catch (const YAML::Exception &e) {
     SourceMark sm;
     if (!e.mark.is_null()) sm = {e.mark.line + 1, e.mark.column + 1};
     error(sm, "syntax error: " + e.msg);
-    return ast;
-  }
-  if (docs.size() > 1) {
-    error(mark_of(docs[1]),
-          "expected a single YAML document, found " + std::to_string(docs.size()));
     return ast;
   }
   if (docs.empty() || docs[0].IsNull()) {
