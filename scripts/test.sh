@@ -66,6 +66,14 @@ ldap_suite() {
   grep -qE '^\[doctest\] test cases:' "$log" || { failed=$((failed + 1)); failures+=("$name did not run"); }
 }
 
+step "fuzzing (libFuzzer, 20 s per target; docs/FUZZING.md)"
+if scripts/fuzz.sh 20 2>&1 | tee "$LOGDIR/fuzz.log"; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+  failures+=("fuzzing")
+fi
+
 step "LDAP harness self-test (real slapd)"
 if tests/ldap/selftest.sh 2>&1 | tee "$LOGDIR/ldap-selftest.log"; then
   passed=$((passed + 1))
