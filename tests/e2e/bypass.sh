@@ -158,22 +158,7 @@ padded_file() {
 }
 
 # ---------------------------------------------------------------------------------------------
-trap e2e_finish EXIT
-[[ "$(id -u)" -eq 0 ]] || {
-  echo "bypass: must run as root (it starts a private dockerd)" >&2
-  exit 1
-}
-for f in "$EXAMPLE_POLICY" "$EXAMPLE_USERS"; do
-  [[ -f "$f" ]] || {
-    echo "bypass: missing $f" >&2
-    exit 1
-  }
-done
-sb_require_tools
-sb_ensure_built
-sb_init portcullis-bypass
-trap e2e_finish EXIT # sb_init installed sb_cleanup; e2e_finish calls it and prints the summary
-START=$SECONDS
+e2e_start portcullis-bypass "$EXAMPLE_POLICY" "$EXAMPLE_USERS"
 
 sb_gen_certs alice bob
 cp "$EXAMPLE_USERS" "$SB_DIR/users.yaml"

@@ -92,3 +92,26 @@ expect_denied() {
   fi
 }
 
+# e2e_start NAME FILE...: the start of every e2e script: root and the input FILEs are required,
+# then a sandbox NAME is created (sb_init) with e2e_finish as the EXIT trap (it runs sb_cleanup
+# and prints the summary). Sets START.
+e2e_start() {
+  local name=$1 f
+  shift
+  trap e2e_finish EXIT
+  [[ "$(id -u)" -eq 0 ]] || {
+    echo "$name: must run as root (it starts a private dockerd)" >&2
+    exit 1
+  }
+  for f in "$@"; do
+    [[ -f "$f" ]] || {
+      echo "$name: missing $f" >&2
+      exit 1
+    }
+  done
+  sb_require_tools
+  sb_ensure_built
+  sb_init "$name"
+  trap e2e_finish EXIT # sb_init installed sb_cleanup; e2e_finish calls it
+  START=$SECONDS
+}

@@ -51,22 +51,7 @@ make_policy_without_local() {
 }
 
 # ---------------------------------------------------------------------------------------------
-trap e2e_finish EXIT
-[[ "$(id -u)" -eq 0 ]] || {
-  echo "e2e: must run as root (it starts a private dockerd)" >&2
-  exit 1
-}
-for f in "$EXAMPLE_POLICY" "$EXAMPLE_USERS"; do
-  [[ -f "$f" ]] || {
-    echo "e2e: missing $f" >&2
-    exit 1
-  }
-done
-sb_require_tools
-sb_ensure_built
-sb_init portcullis-e2e
-trap e2e_finish EXIT # sb_init installed sb_cleanup; e2e_finish calls it and prints the summary
-START=$SECONDS
+e2e_start portcullis-e2e "$EXAMPLE_POLICY" "$EXAMPLE_USERS"
 
 sb_gen_certs alice carol
 cp "$EXAMPLE_USERS" "$SB_DIR/users.yaml"

@@ -18,14 +18,19 @@ std::string read_file(const std::string &path) {
   return ss.str();
 }
 
-std::shared_ptr<const CompiledPolicy> example() {
-  const std::string path = std::string(PORTCULLIS_SOURCE_DIR) + "/examples/policy.yaml";
+// examples/<file>, compiled; the test stops with the compiler's messages when it does not.
+std::shared_ptr<const CompiledPolicy> load_example(const std::string &file) {
+  const std::string path = std::string(PORTCULLIS_SOURCE_DIR) + "/examples/" + file;
   auto r = compile_policy(read_file(path), path);
   std::string errs;
   for (const auto &e : r.errors)
     errs += e.to_string() + "\n";
   REQUIRE_MESSAGE(r.policy, errs);
   return r.policy;
+}
+
+std::shared_ptr<const CompiledPolicy> example() {
+  return load_example("policy.yaml");
 }
 
 // Groups as examples/users.yaml assigns them.
@@ -255,13 +260,7 @@ bindings:
 
 namespace {
 std::shared_ptr<const CompiledPolicy> baseline() {
-  const std::string path = std::string(PORTCULLIS_SOURCE_DIR) + "/examples/baseline.yaml";
-  auto r = compile_policy(read_file(path), path);
-  std::string errs;
-  for (const auto &e : r.errors)
-    errs += e.to_string() + "\n";
-  REQUIRE_MESSAGE(r.policy, errs);
-  return r.policy;
+  return load_example("baseline.yaml");
 }
 
 Request as_user(Request r, const std::string &user) {
