@@ -20,8 +20,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-#include <yaml-cpp/exceptions.h>
-#include <yaml-cpp/parser.h>
 
 using namespace portcullis;
 

@@ -23,12 +23,24 @@ enum Field : int {
   kOther = kFieldCount, // anything else: ResponseBody, ResponseHeaders, keys of a newer daemon
 };
 
+struct FieldInfo {
+  std::string_view name;
+  const char *wrong_type; // the error when its value has another JSON type
+};
+constexpr FieldInfo kFields[kFieldCount] = {
+    {"RequestBody", "field RequestBody is not a string"},
+    {"RequestHeaders", "RequestHeaders is not an object"},
+    {"RequestMethod", "field RequestMethod is not a string"},
+    {"RequestPeerCertificates", "RequestPeerCertificates is not an array"},
+    {"RequestUri", "field RequestUri is not a string"},
+    {"ResponseStatusCode", "ResponseStatusCode is not an integer"},
+    {"User", "field User is not a string"},
+    {"UserAuthNMethod", "field UserAuthNMethod is not a string"},
+};
+
 Field field_of(std::string_view k) {
-  static constexpr std::string_view names[kFieldCount] = {
-      "RequestBody", "RequestHeaders",     "RequestMethod", "RequestPeerCertificates",
-      "RequestUri",  "ResponseStatusCode", "User",          "UserAuthNMethod"};
   for (int i = 0; i < kFieldCount; ++i) // exact names: the daemon's own struct, not user input
-    if (k == names[i]) return static_cast<Field>(i);
+    if (k == kFields[i].name) return static_cast<Field>(i);
   return kOther;
 }
 
@@ -143,34 +155,7 @@ private:
 };
 
 void CallDecoder::wrong_type() {
-  switch (field_) {
-  case kUser:
-    field_error(kUser, "field User is not a string");
-    break;
-  case kUserAuthNMethod:
-    field_error(kUserAuthNMethod, "field UserAuthNMethod is not a string");
-    break;
-  case kRequestMethod:
-    field_error(kRequestMethod, "field RequestMethod is not a string");
-    break;
-  case kRequestUri:
-    field_error(kRequestUri, "field RequestUri is not a string");
-    break;
-  case kRequestBody:
-    field_error(kRequestBody, "field RequestBody is not a string");
-    break;
-  case kRequestHeaders:
-    field_error(kRequestHeaders, "RequestHeaders is not an object");
-    break;
-  case kRequestPeerCertificates:
-    field_error(kRequestPeerCertificates, "RequestPeerCertificates is not an array");
-    break;
-  case kResponseStatusCode:
-    field_error(kResponseStatusCode, "ResponseStatusCode is not an integer");
-    break;
-  default:
-    break;
-  }
+  if (field_ < kFieldCount) field_error(field_, kFields[field_].wrong_type);
 }
 
 bool CallDecoder::string(string_t &v) {

@@ -203,22 +203,11 @@ int mode_category(std::string_view o) {
   return 2; // propagation
 }
 
-std::vector<std::string_view> split_slashes(std::string_view s) {
+// Splits at every `sep`: "a,,b" -> {"a", "", "b"}; "" -> {""}.
+std::vector<std::string_view> split(std::string_view s, char sep) {
   std::vector<std::string_view> out;
   while (true) {
-    std::size_t c = s.find('/');
-    out.push_back(s.substr(0, c));
-    if (c == std::string_view::npos) break;
-    s.remove_prefix(c + 1);
-  }
-  return out;
-}
-
-// Splits "a,b,c" (the local driver's "o" option) into its tokens.
-std::vector<std::string_view> split_commas(std::string_view s) {
-  std::vector<std::string_view> out;
-  while (true) {
-    std::size_t c = s.find(',');
+    std::size_t c = s.find(sep);
     out.push_back(s.substr(0, c));
     if (c == std::string_view::npos) break;
     s.remove_prefix(c + 1);
@@ -255,7 +244,7 @@ void volume_driver_facts(std::string_view driver, const json *opts, std::string_
   }
   // mount options apply in order (moby/sys parseOptions): the last of ro/rw wins.
   bool bind = false, recursive = false, ro_option = false;
-  for (std::string_view t : split_commas(o)) {
+  for (std::string_view t : split(o, ',')) {
     if (t == "bind" || t == "rbind") bind = true;
     if (t == "rbind") recursive = true;
     if (t == "ro") ro_option = true;
@@ -272,7 +261,7 @@ void volume_driver_facts(std::string_view driver, const json *opts, std::string_
            " has a device path that is relative, empty or not clean (., .., //, trailing /).");
     std::string source = device;
     if (!subpath.empty()) {
-      for (std::string_view part : split_slashes(subpath))
+      for (std::string_view part : split(subpath, '/'))
         if (part == "..") fail("The volume subpath in " + std::string(what) + " contains \"..\".");
       source += "/" + std::string(subpath);
     }
@@ -295,14 +284,7 @@ void decode_binds(const json *hc, std::string_view where, ContainerFacts &f) {
   for (const std::string &spec : *binds) {
     // volume/mounts linux parser: split on every ':'; 1 part = anonymous volume,
     // 2 = src:dst, 3 = src:dst:mode, more = invalid.
-    std::vector<std::string_view> parts;
-    std::string_view rest = spec;
-    while (true) {
-      std::size_t c = rest.find(':');
-      parts.push_back(rest.substr(0, c));
-      if (c == std::string_view::npos) break;
-      rest.remove_prefix(c + 1);
-    }
+    const std::vector<std::string_view> parts = split(spec, ':');
     if (spec.empty() || parts.size() > 3)
       fail("An entry of " + std::string(where) + "Binds is not of the form src:dst[:options].");
     if (parts.size() == 1) continue; // anonymous volume at a container path
@@ -310,10 +292,7 @@ void decode_binds(const json *hc, std::string_view where, ContainerFacts &f) {
     bool read_only = false;
     if (parts.size() == 3) {
       int seen[5] = {0, 0, 0, 0, 0};
-      std::string_view modes = parts[2];
-      while (true) {
-        std::size_t c = modes.find(',');
-        std::string_view o = modes.substr(0, c);
+      for (std::string_view o : split(parts[2], ',')) {
         if (!kMountModes.count(o))
           fail("An entry of " + std::string(where) + "Binds has an unknown mount option.");
         if (++seen[mode_category(o)] > 1)
@@ -321,8 +300,6 @@ void decode_binds(const json *hc, std::string_view where, ContainerFacts &f) {
         if (o == "ro") read_only = true;
         if (o == "shared" || o == "rshared")
           add_unique(f.unsafe, "Binds propagation " + std::string(o) + " (" + clip(src) + ")");
-        if (c == std::string_view::npos) break;
-        modes.remove_prefix(c + 1);
       }
     }
     if (!src.empty() && src.front() == '/') {
@@ -855,7 +832,7 @@ std::optional<std::string> resolve_host_path_on_host(const std::string &path) {
   std::vector<std::string> todo; // components still to walk, in reverse order (back = next)
   auto push_front = [&todo](std::string_view p) {
     std::vector<std::string> parts;
-    for (std::string_view c : split_slashes(p))
+    for (std::string_view c : split(p, '/'))
       if (!c.empty() && c != ".") parts.emplace_back(c);
     for (auto it = parts.rbegin(); it != parts.rend(); ++it)
       todo.push_back(*it);
