@@ -83,11 +83,13 @@ int cmd_serve(const std::vector<std::string> &args) {
   so.max_body_bytes = cfg.max_request_bytes;
   so.idle_timeout_seconds = cfg.idle_timeout_seconds;
   so.threads = cfg.threads;
+  so.lookup_threads = cfg.daemon.lookup_threads;
+  so.max_pending = cfg.daemon.max_pending;
   AuthzService *svc = service.get();
   return run_server(
       so,
-      [svc](std::string_view m, std::string_view t, std::string_view b) {
-        return svc->handle(m, t, b);
+      [svc](std::string_view m, std::string_view t, std::string_view b, bool may_block) {
+        return svc->handle(m, t, b, may_block);
       },
       [svc] {
         bool ok = false;

@@ -333,7 +333,7 @@ ConfigResult parse_config(const std::string &text, const std::string &filename,
     if (!root.IsMap()) throw ConfigError{where(filename, root) + ": expected a mapping"};
     check_keys(root,
                {"socket", "socket_mode", "socket_group", "policy", "directory", "decision_log",
-                "threads", "log_level", "limits", "default_api_version", "identity"},
+                "threads", "log_level", "limits", "default_api_version", "identity", "daemon"},
                filename, "the configuration");
     if (auto n = root["socket"]) c.socket = resolve(base_dir, str(n, filename, "socket"));
     if (auto n = root["socket_mode"]) {
@@ -376,6 +376,23 @@ ConfigResult parse_config(const std::string &text, const std::string &filename,
     if (c.directory_type == "file" && c.directory_path.empty())
       throw ConfigError{filename + ": 'directory.path' (the users file) is required"};
     if (auto n = root["identity"]) parse_identity(n, c.identity, filename);
+    if (auto d = root["daemon"]) {
+      if (!d.IsMap()) throw ConfigError{where(filename, d) + ": 'daemon' must be a mapping"};
+      check_keys(d, {"socket", "timeout_ms", "lookup_threads", "max_pending"}, filename,
+                 "'daemon'");
+      if (auto n = d["socket"]) {
+        c.daemon.socket = str(n, filename, "daemon.socket");
+        if (!c.daemon.socket.empty()) c.daemon.socket = resolve(base_dir, c.daemon.socket);
+      }
+      if (auto n = d["timeout_ms"])
+        c.daemon.timeout_ms = integer(n, filename, "daemon.timeout_ms", 50, 20'000);
+      if (auto n = d["lookup_threads"])
+        c.daemon.lookup_threads =
+            static_cast<int>(integer(n, filename, "daemon.lookup_threads", 1, 64));
+      if (auto n = d["max_pending"])
+        c.daemon.max_pending =
+            static_cast<int>(integer(n, filename, "daemon.max_pending", 1, 100'000));
+    }
     if (auto n = root["decision_log"])
       c.decision_log = resolve(base_dir, str(n, filename, "decision_log"));
     if (auto n = root["threads"])

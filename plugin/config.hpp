@@ -58,6 +58,15 @@ struct LdapConfig {
   bool bind_by_cn = false; // allow policy bindings by bare CN (ambiguity is an error)
 };
 
+// The plugin's own lookups on dockerd (plugin/daemon.hpp, docs/DAEMON-LOOKUPS.md).
+struct DaemonConfig {
+  std::string socket = "/var/run/docker.sock"; // "" disables lookups: requests needing one are
+                                               // denied (rule daemon-lookup)
+  long long timeout_ms = 2'000;                // one lookup, connect to answer
+  int lookup_threads = 4;                      // threads that wait for lookups
+  int max_pending = 64;                        // requests queued for lookups; more are denied
+};
+
 struct Config {
   std::string file; // where it was loaded from
   std::string socket = "/run/docker/plugins/portcullis.sock";
@@ -69,6 +78,7 @@ struct Config {
   LdapConfig ldap;                     // for type "ldap"
   DirectoryCacheConfig cache;          // for type "ldap"
   IdentityConfig identity;
+  DaemonConfig daemon;
   std::string decision_log; // JSON-lines file ("" = decisions go to stderr only)
   int threads = 2;
   std::string log_level = "info";

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <set>
 #include <sys/stat.h>
+#include <tuple>
 #include <unistd.h>
 #include <vector>
 
@@ -305,8 +306,11 @@ void decode_binds(const json *hc, std::string_view where, ContainerFacts &f) {
     if (!src.empty() && src.front() == '/') {
       f.host_mounts.push_back(
           HostMount{std::string(src), clean_absolute_path(src), read_only, "Binds"});
+    } else if (!src.empty()) {
+      // A named volume: what it mounts depends on how it was created (add_daemon_facts).
+      f.named_volumes.push_back(
+          NamedVolume{std::string(src), read_only, "", std::string(where) + "Binds"});
     }
-    // Otherwise a named volume: not a host path (volume.create decides what volumes may be).
   }
 }
 
@@ -342,6 +346,10 @@ void decode_mounts(const json *hc, std::string_view where, ContainerFacts &f) {
       std::string subpath = get_string(vol_opts, "Subpath", w + "VolumeOptions.").value_or("");
       // The daemon creates a missing named volume with these options: judge what it mounts.
       volume_driver_facts(dname, dopts, "Mounts", read_only, subpath, f);
+      // An existing one keeps the options it was created with (add_daemon_facts).
+      if (!source.empty())
+        f.named_volumes.push_back(
+            NamedVolume{source, read_only, subpath, std::string(where) + "Mounts"});
     } else if (type == "tmpfs") {
       // A tmpfs is private to the container.
     } else {
@@ -698,7 +706,8 @@ void image_facts(Request &r, const QueryParams &q) {
 // resolved path, so limits and guardrails judge both. A path that cannot be resolved is refused.
 constexpr std::size_t kMaxHostMounts = 128; // per request; far beyond any real container
 
-void add_symlink_targets(ContainerFacts &f, const NormalizeOptions &opts) {
+// Mounts before `first` were resolved already.
+void add_symlink_targets(ContainerFacts &f, const NormalizeOptions &opts, std::size_t first = 0) {
   if (!opts.resolve_host_path) return;
   const std::size_t n = f.host_mounts.size();
   // Resolution costs system calls: bound it per request (a body can repeat one long path).
@@ -706,7 +715,7 @@ void add_symlink_targets(ContainerFacts &f, const NormalizeOptions &opts) {
     fail("The request has " + std::to_string(n) + " host mounts; at most " +
          std::to_string(kMaxHostMounts) + " are judged.");
   std::map<std::string, std::optional<std::string>> seen;
-  for (std::size_t i = 0; i < n; ++i) {
+  for (std::size_t i = first; i < n; ++i) {
     const HostMount m = f.host_mounts[i]; // copy: push_back below may reallocate
     auto [it, fresh] = seen.try_emplace(m.path);
     if (fresh) it->second = opts.resolve_host_path(m.path);
@@ -878,6 +887,107 @@ std::optional<std::string> resolve_host_path_on_host(const std::string &path) {
     done = std::move(candidate);
   }
   return done.empty() ? std::string("/") : done;
+}
+
+std::string percent_encode_segment(std::string_view s) {
+  static const char *hex = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size());
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '.' || c == '_' || c == '~') {
+      out.push_back(ch);
+    } else {
+      out.push_back('%');
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 15]);
+    }
+  }
+  return out;
+}
+
+bool needs_daemon_facts(const Request &r) {
+  if (r.invalid) return false; // denied anyway
+  if (r.action == "exec.start") return true;
+  return r.container && !r.container->named_volumes.empty();
+}
+
+namespace {
+// Named volumes looked up per request: each costs a round trip through the daemon.
+constexpr std::size_t kMaxNamedVolumes = 32;
+
+std::string answer_error(const DaemonAnswer &a, const std::string &what) {
+  return "The plugin could not ask the daemon about " + what + ": " +
+         (a.error.empty() ? std::string("no answer") : a.error) + ".";
+}
+
+void add_volume_facts(ContainerFacts &f, const NormalizeOptions &opts) {
+  if (f.named_volumes.size() > 2 * kMaxNamedVolumes) // Binds are decoded twice (see decode_create)
+    fail("The request mounts more than " + std::to_string(kMaxNamedVolumes) + " named volumes.");
+  std::set<std::tuple<std::string, bool, std::string>> done;
+  const std::size_t first_new_mount = f.host_mounts.size();
+  const std::vector<NamedVolume> volumes = f.named_volumes; // volume_driver_facts appends to f
+  for (const NamedVolume &v : volumes) {
+    if (!done.emplace(v.name, v.read_only, v.subpath).second) continue;
+    if (done.size() > kMaxNamedVolumes)
+      fail("The request mounts more than " + std::to_string(kMaxNamedVolumes) + " named volumes.");
+    const std::string what = "volume " + clip(v.name);
+    DaemonAnswer a = opts.daemon_get("/volumes/" + percent_encode_segment(v.name));
+    if (a.status == DaemonAnswer::Status::not_found)
+      continue; // the daemon creates it now, with the request's options (judged already)
+    if (a.status != DaemonAnswer::Status::found || !a.body.is_object())
+      throw BodyError{answer_error(a, what)};
+    const json *driver = field(&a.body, "Driver");
+    const json *options = field(&a.body, "Options");
+    if (!driver || !driver->is_string() ||
+        (options && !options->is_null() && !options->is_object()))
+      throw BodyError{"The daemon's description of " + what + " is not understood."};
+    volume_driver_facts(driver->get<std::string>(),
+                        options && options->is_object() ? options : nullptr,
+                        "existing " + what + " (" + v.origin + ")", v.read_only, v.subpath, f);
+  }
+  add_symlink_targets(f, opts, first_new_mount);
+}
+
+void add_exec_facts(Request &r, const NormalizeOptions &opts) {
+  const std::string what = "exec instance " + clip(r.object);
+  DaemonAnswer a = opts.daemon_get("/exec/" + percent_encode_segment(r.object) + "/json");
+  if (a.status == DaemonAnswer::Status::not_found)
+    throw BodyError{"The daemon has no " + what + "."};
+  if (a.status != DaemonAnswer::Status::found || !a.body.is_object())
+    throw BodyError{answer_error(a, what)};
+  const json *pc = field(&a.body, "ProcessConfig");
+  const json *priv = pc && pc->is_object() ? field(pc, "privileged") : nullptr;
+  const json *user = pc && pc->is_object() ? field(pc, "user") : nullptr;
+  if (!priv || !priv->is_boolean() || (user && !user->is_null() && !user->is_string()))
+    throw BodyError{"The daemon's description of " + what + " is not understood."};
+  ContainerFacts f;
+  f.privileged = priv->get<bool>();
+  f.user = user && user->is_string() ? user->get<std::string>() : "";
+  f.user_is_root = is_root_user(f.user);
+  r.container = std::move(f);
+}
+} // namespace
+
+std::optional<std::string> add_daemon_facts(Request &r, const NormalizeOptions &opts) {
+  if (!needs_daemon_facts(r)) return std::nullopt;
+  if (!opts.daemon_get)
+    return "This request needs a lookup on the daemon (" +
+           std::string(r.action == "exec.start" ? "the exec instance it starts"
+                                                : "the named volumes it mounts") +
+           "), and daemon lookups are disabled in the plugin's configuration.";
+  try {
+    if (r.action == "exec.start")
+      add_exec_facts(r, opts);
+    else
+      add_volume_facts(*r.container, opts);
+  } catch (const BodyError &e) {
+    return e.message;
+  } catch (const std::exception &) {
+    return std::string("The daemon's answer could not be used (internal error).");
+  }
+  return std::nullopt;
 }
 
 Request normalize(const RawHttpRequest &raw, const NormalizeOptions &opts) {

@@ -34,7 +34,9 @@ struct Shared {
   Handler handler;
   ServerOptions opts;
   std::atomic<bool> stopping{false};
-  std::atomic<int> busy{0}; // requests read but not yet answered
+  std::atomic<int> busy{0};                    // requests read but not yet answered
+  std::unique_ptr<asio::thread_pool> blocking; // runs deferred calls (daemon lookups)
+  std::atomic<int> pending{0};                 // deferred calls queued or running
   std::mutex reg_mu;
   std::vector<std::weak_ptr<Session>> sessions;
 };
@@ -107,13 +109,49 @@ private:
       spdlog::warn("bad HTTP request on plugin socket: {}", ec.message());
       return reply_and_close(400, encode_plugin_error("portcullis: malformed HTTP request"));
     }
-    auto &req = parser_->get();
     set_busy(true);
-    PluginReply reply =
-        shared_->handler(std::string_view(req.method_string().data(), req.method_string().size()),
-                         std::string_view(req.target().data(), req.target().size()), req.body());
+    PluginReply reply = call_handler(false);
+    if (reply.defer) return defer();
+    auto &req = parser_->get();
     bool keep = req.keep_alive() && !shared_->stopping.load();
     write_reply(reply.status, std::move(reply.body), keep, req.version());
+  }
+
+  PluginReply call_handler(bool may_block) {
+    auto &req = parser_->get();
+    return shared_->handler(
+        std::string_view(req.method_string().data(), req.method_string().size()),
+        std::string_view(req.target().data(), req.target().size()), req.body(), may_block);
+  }
+
+  // The call waits for the daemon: answer it from the blocking pool, so this I/O thread is free
+  // to serve the daemon's authorization of portcullis's own lookup.
+  void defer() {
+    if (shared_->pending.fetch_add(1) >= shared_->opts.max_pending) {
+      shared_->pending.fetch_sub(1);
+      spdlog::warn("more than {} requests wait for daemon lookups: denying",
+                   shared_->opts.max_pending);
+      return reply_and_close(
+          200,
+          encode_authz_response(
+              false, deny_message("too many requests are waiting for daemon lookups, try again",
+                                  "daemon-lookup", new_decision_id())));
+    }
+    asio::post(*shared_->blocking, [self = shared_from_this()] {
+      PluginReply reply = self->call_handler(true);
+      if (reply.defer) // a handler must answer when it may block; never loop
+        reply = {200,
+                 encode_authz_response(false, deny_message("internal error, request denied",
+                                                           "internal-error", new_decision_id()))};
+      self->shared_->pending.fetch_sub(1);
+      auto &req = self->parser_->get();
+      bool keep = req.keep_alive() && !self->shared_->stopping.load();
+      unsigned version = req.version();
+      asio::post(self->socket_.get_executor(),
+                 [self, reply = std::move(reply), keep, version]() mutable {
+                   self->write_reply(reply.status, std::move(reply.body), keep, version);
+                 });
+    });
   }
 
   void write_reply(int status, std::string body, bool keep_alive, unsigned version = 11) {
@@ -302,6 +340,7 @@ int run_server(const ServerOptions &opts, Handler handler, ReloadHook on_reload,
   auto shared = std::make_shared<Shared>();
   shared->handler = std::move(handler);
   shared->opts = opts;
+  shared->blocking = std::make_unique<asio::thread_pool>(std::max(1, opts.lookup_threads));
 
   local::acceptor acceptor(ioc);
   try {
@@ -381,6 +420,7 @@ int run_server(const ServerOptions &opts, Handler handler, ReloadHook on_reload,
   ioc.run();
   for (auto &t : pool)
     t.join();
+  shared->blocking->join(); // lookups end within their deadline; their replies are dropped
   if (control) control->set_stopped();
   ::unlink(opts.socket_path.c_str());
   spdlog::info("stopped");

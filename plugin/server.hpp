@@ -20,10 +20,15 @@ struct ServerOptions {
   std::size_t max_body_bytes = 16u << 20;
   int idle_timeout_seconds = 300; // a connection making no progress this long is closed
   int threads = 2;
+  // Calls the handler answered with PluginReply::defer run again, with may_block, on this many
+  // separate threads, so that I/O threads never wait (see AuthzService::handle). More than
+  // max_pending such calls at once are denied.
+  int lookup_threads = 4;
+  int max_pending = 64;
 };
 
 using Handler = std::function<PluginReply(std::string_view method, std::string_view target,
-                                          std::string_view body)>;
+                                          std::string_view body, bool may_block)>;
 // Called on SIGHUP from a server thread.
 using ReloadHook = std::function<void()>;
 

@@ -94,6 +94,40 @@ LogRecord facts_record(const Request &req) {
   if (!req.api_version.empty()) f.set("api_version", req.api_version);
   return f;
 }
+// portcullis's own lookup (plugin/daemon.hpp): no TLS user, this process's token in the lookup
+// header, and a GET of a volume or an exec instance, nothing else. Anything else carrying the
+// header is judged by the policy like any request (and logged as suspicious).
+std::optional<Request> own_lookup(const AuthzRequest &ar, std::string_view token,
+                                  const JsonLimits &limits) {
+  const std::string *presented = nullptr;
+  for (const auto &[k, v] : ar.headers)
+    if (k.size() == std::string_view(kLookupHeader).size() &&
+        std::equal(k.begin(), k.end(), kLookupHeader, [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) ==
+                 std::tolower(static_cast<unsigned char>(b));
+        }))
+      presented = &v;
+  if (!presented) return std::nullopt;
+  const bool has_user = ar.user && !ar.user->empty();
+  if (has_user || ar.method != "GET" || !lookup_token_matches(*presented, token)) {
+    spdlog::warn("a request carries the {} header but is not one of this plugin's lookups "
+                 "(wrong token, method or caller): judged by the policy",
+                 kLookupHeader);
+    return std::nullopt;
+  }
+  RawHttpRequest raw{ar.method, ar.uri, ar.body, ar.headers};
+  NormalizeOptions o;
+  o.json = limits;
+  o.resolve_host_path = nullptr;
+  Request r = normalize(raw, o);
+  if (r.invalid || (r.action != "volume.inspect" && r.action != "exec.inspect")) {
+    spdlog::warn("a request with this plugin's lookup token is not a lookup ({}): judged by the "
+                 "policy",
+                 sanitize(r.action, 64));
+    return std::nullopt;
+  }
+  return r;
+}
 } // namespace
 
 std::string new_decision_id() {
@@ -157,6 +191,12 @@ std::unique_ptr<AuthzService> AuthzService::create(const Config &config, std::st
   auto snap = load_policy_file(config.policy, error, dir);
   if (!snap) return nullptr;
   if (!svc->log_.open(config.decision_log, error)) return nullptr;
+  if (!config.daemon.socket.empty()) {
+    // A fresh token per process: only this process's lookups carry it (docs/DAEMON-LOOKUPS.md).
+    svc->daemon_.emplace(DaemonClientOptions{config.daemon.socket,
+                                             std::chrono::milliseconds(config.daemon.timeout_ms),
+                                             1u << 20, random_hex(64)});
+  }
   spdlog::info("policy loaded from {} ({}, {} roles, {} rules); directory: {}", snap->path,
                snap->hash, snap->policy->role_count(), snap->policy->rule_count(),
                snap->directory->describe());
@@ -191,13 +231,14 @@ std::string AuthzService::reload(bool &ok) {
 }
 
 PluginReply AuthzService::handle(std::string_view http_method, std::string_view target,
-                                 std::string_view body) {
+                                 std::string_view body, bool may_block) {
   try {
     if (target == "/Plugin.Activate") return {200, encode_activate_response()};
     if (target == "/AuthZPlugin.AuthZReq" || target == "/AuthZPlugin.AuthZRes") {
       if (http_method != "POST")
         return {405, encode_plugin_error("portcullis: plugin calls must use POST")};
-      return target == "/AuthZPlugin.AuthZReq" ? authz_request(body) : authz_response(body);
+      return target == "/AuthZPlugin.AuthZReq" ? authz_request(body, may_block)
+                                               : authz_response(body);
     }
     return {404, encode_plugin_error("portcullis: unknown plugin endpoint")};
   } catch (const std::exception &e) {
@@ -209,7 +250,7 @@ PluginReply AuthzService::handle(std::string_view http_method, std::string_view 
                                                          "internal-error", new_decision_id()))};
 }
 
-PluginReply AuthzService::authz_request(std::string_view body) {
+PluginReply AuthzService::authz_request(std::string_view body, bool may_block) {
   const auto t0 = Clock::now();
   const std::string id = new_decision_id();
   const JsonLimits limits{config_.max_request_bytes, config_.max_json_depth};
@@ -231,6 +272,18 @@ PluginReply AuthzService::authz_request(std::string_view body) {
     method = sanitize(ar.method, 16);
     rec.set("method", method);
     rec.set("uri", sanitize(ar.uri, 2048));
+    std::optional<Request> own = own_lookup(ar, daemon_ ? daemon_->options().token : "", limits);
+    if (own) {
+      // portcullis's own GET of a volume or exec instance, made while deciding another request.
+      req = std::move(*own);
+      rec.set("user", "");
+      rec.set("auth_method", "none");
+      rec.set("principal", "portcullis (own lookup)");
+      decision.allow = true;
+      decision.rule = "portcullis-lookup";
+      decision.reason = "the plugin's own daemon lookup";
+      return finish(rec, req, decision, snap->hash, t0, method, user, id);
+    }
     IdentityResult ident = identify(ar, *snap->directory, config_.identity);
     user = sanitize(ar.user.value_or(ident.principal ? ident.principal->name : ""), 256);
     rec.set("user", user);
@@ -251,10 +304,35 @@ PluginReply AuthzService::authz_request(std::string_view body) {
       nopts.json = limits;
       nopts.default_api_version = config_.default_api_version;
       req = normalize(raw, nopts);
-      decision = snap->policy->evaluate(*who, req);
+      std::optional<std::string> lookup_error;
+      if (needs_daemon_facts(req)) {
+        if (!may_block) return PluginReply{200, {}, /*defer=*/true};
+        if (daemon_) {
+          // daemon.timeout_ms bounds all lookups of this request together.
+          const auto deadline = Clock::now() + daemon_->options().timeout;
+          nopts.daemon_get = [d = &*daemon_, deadline](const std::string &p) {
+            return d->get(
+                p, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+          };
+        }
+        lookup_error = add_daemon_facts(req, nopts);
+      }
+      if (lookup_error) {
+        decision.rule = "daemon-lookup";
+        decision.reason = *lookup_error;
+      } else {
+        decision = snap->policy->evaluate(*who, req);
+      }
       rec.set("groups", who->groups);
     }
   }
+  return finish(rec, req, decision, snap->hash, t0, method, user, id);
+}
+
+PluginReply AuthzService::finish(LogRecord &rec, const Request &req, Decision &decision,
+                                 const std::string &policy_hash, Clock::time_point t0,
+                                 const std::string &method, const std::string &user,
+                                 const std::string &id) {
   const std::string path = sanitize(req.path, 2048);
   const std::string_view action = req.action.empty() ? "unknown" : std::string_view(req.action);
   std::string reason = sanitize(decision.reason);
@@ -266,7 +344,7 @@ PluginReply AuthzService::authz_request(std::string_view body) {
   rec.set("allow", decision.allow);
   rec.set("rule", decision.rule);
   rec.set("reason", reason);
-  rec.set("policy_hash", snap->hash);
+  rec.set("policy_hash", policy_hash);
   rec.set("latency_us",
           static_cast<long long>(
               std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count()));

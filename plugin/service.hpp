@@ -4,12 +4,15 @@
 
 #include "plugin/audit.hpp"
 #include "plugin/config.hpp"
+#include "plugin/daemon.hpp"
 #include "plugin/directory.hpp"
 #include "plugin/identity.hpp"
 #include "policy/policy.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -18,6 +21,9 @@ namespace portcullis {
 struct PluginReply {
   int status = 200;
   std::string body;
+  // Set instead of an answer when the call needs daemon lookups and the handler was not allowed
+  // to block: the server calls the handler again, with may_block, on a thread that may wait.
+  bool defer = false;
 };
 
 // The policy in force and where it came from. Immutable once published.
@@ -39,8 +45,12 @@ public:
   // Loads the policy and the directory and opens the decision log. nullptr + error on failure.
   static std::unique_ptr<AuthzService> create(const Config &config, std::string &error);
 
-  // Handles one plugin call. Never throws.
-  PluginReply handle(std::string_view http_method, std::string_view target, std::string_view body);
+  // Handles one plugin call. Never throws. Without `may_block` a call that needs daemon lookups
+  // (plugin/daemon.hpp) is answered with PluginReply::defer; the server's I/O threads must
+  // never wait for the daemon, because the daemon's authorization of portcullis's own lookup
+  // comes back to this server (waiting there would deadlock once every I/O thread waits).
+  PluginReply handle(std::string_view http_method, std::string_view target, std::string_view body,
+                     bool may_block = false);
 
   // SIGHUP: re-read policy and directory; swap atomically only if both load. Returns a one-line
   // summary; `ok` tells whether the new policy is in force.
@@ -50,13 +60,18 @@ public:
 
 private:
   explicit AuthzService(Config c) : config_(std::move(c)) {}
-  PluginReply authz_request(std::string_view body);
+  PluginReply authz_request(std::string_view body, bool may_block);
   PluginReply authz_response(std::string_view body);
+  // Writes the decision-log record and turns the decision into the plugin's reply.
+  PluginReply finish(LogRecord &rec, const Request &req, Decision &decision,
+                     const std::string &policy_hash, std::chrono::steady_clock::time_point t0,
+                     const std::string &method, const std::string &user, const std::string &id);
 
   Config config_;
   std::shared_ptr<const Directory> remote_directory_; // LDAP: kept across reloads (pool, cache)
   std::atomic<std::shared_ptr<const PolicySnapshot>> snapshot_;
   DecisionLog log_;
+  std::optional<DaemonClient> daemon_; // unset when daemon.socket is ""
 };
 
 // "portcullis: <reason> [rule=<rule> decision=<id>]" — what the docker user sees on a deny.

@@ -29,6 +29,16 @@ struct ImageRef {
   bool is_id = false;     // referenced by image ID (hex or sha256:hex), not by name
 };
 
+// A named volume a container mounts (HostConfig.Binds "name:/dst", Mounts type volume with a
+// Source). What it gives the container depends on how the volume was created, so the plugin
+// asks the daemon (plugin/daemon.hpp) and adds the volume's host path, if any, to host_mounts.
+struct NamedVolume {
+  std::string name;
+  bool read_only = false; // the mount asks for read-only
+  std::string subpath;    // Mounts[].VolumeOptions.Subpath
+  std::string origin;     // "Binds", "Mounts", "TaskTemplate.ContainerSpec.Mounts"
+};
+
 // Facts decoded from a container-create, exec-create or volume-create body (for a volume: the
 // host paths, devices and unsafe settings it would mount; it runs no process).
 struct ContainerFacts {
@@ -42,6 +52,7 @@ struct ContainerFacts {
   std::vector<std::string> host_namespaces; // "pid","network","ipc","uts","userns","cgroupns"
                                             // (host mode or joining another container's namespace)
   std::vector<std::string> devices;         // host devices, device cgroup rules, device requests
+  std::vector<NamedVolume> named_volumes;   // looked up on the daemon before the decision
   std::vector<std::string> unsafe;          // other dangerous settings the policy cannot yet
                                             // express (e.g. "SecurityOpt seccomp=unconfined");
                                             // allow rules refuse them unless they opt in

@@ -137,6 +137,7 @@ decision_log: $SB_DIR/decisions.log
 threads: 2
 log_level: info
 limits: {max_request_bytes: 16777216, max_json_depth: 64}
+daemon: {socket: $SB_DOCKER_SOCK}
 $extra
 EOF
 }

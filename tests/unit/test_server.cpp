@@ -95,7 +95,7 @@ struct TestServer {
     thread = std::thread([this, o] {
       rc = run_server(
           o,
-          [this](std::string_view m, std::string_view t, std::string_view b) {
+          [this](std::string_view m, std::string_view t, std::string_view b, bool) {
             calls++;
             if (t == "/Plugin.Activate") return PluginReply{200, encode_activate_response()};
             return PluginReply{200, encode_authz_response(b.size() % 2 == 0, std::string(m))};
@@ -229,7 +229,7 @@ TEST_CASE("server: stale socket is replaced, a live one is not") {
   std::thread t([&] {
     run_server(
         o2,
-        [](auto, auto, auto) {
+        [](auto, auto, auto, bool) {
           return PluginReply{200, "{}"};
         },
         nullptr, &ctl);
