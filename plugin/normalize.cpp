@@ -380,6 +380,55 @@ void decode_devices(const json *hc, std::string_view where, ContainerFacts &f) {
   }
 }
 
+// "8080" -> {8080, 8080}; "8000-8010" -> {8000, 8010} (the daemon picks one); "" or "0" ->
+// {0, 0} (a random port). Anything else is refused: the daemon would reject it too.
+std::pair<int, int> host_port_range(std::string_view s, std::string_view where) {
+  if (s.empty()) return {0, 0};
+  auto number = [&](std::string_view n) {
+    if (n.empty() || n.size() > 5 ||
+        !std::all_of(n.begin(), n.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      fail("A HostPort in " + std::string(where) + "PortBindings is not a port or port range.");
+    int v = std::stoi(std::string(n));
+    if (v > 65535) fail("A HostPort in " + std::string(where) + "PortBindings is above 65535.");
+    return v;
+  };
+  auto dash = s.find('-');
+  if (dash == std::string_view::npos) {
+    int v = number(s);
+    return {v, v};
+  }
+  int a = number(s.substr(0, dash)), b = number(s.substr(dash + 1));
+  if (a == 0 || b < a)
+    fail("A HostPort range in " + std::string(where) + "PortBindings is not ascending.");
+  return {a, b};
+}
+
+// HostConfig.PortBindings {"80/tcp": [{"HostIp": "", "HostPort": "8080"}], ...} and
+// PublishAllPorts (every exposed port on a random host port).
+void decode_port_bindings(const json *hc, std::string_view where, ContainerFacts &f) {
+  auto add = [&f](PublishedPort p) {
+    for (const auto &q : f.published_ports)
+      if (q.host_ip == p.host_ip && q.first == p.first && q.last == p.last &&
+          q.container_port == p.container_port)
+        return; // the deprecated top-level copy repeats HostConfig
+    f.published_ports.push_back(std::move(p));
+  };
+  const std::string w = std::string(where) + "PortBindings.";
+  if (const json *pb = get_object(hc, "PortBindings", where)) {
+    for (auto it = pb->begin(); it != pb->end(); ++it) {
+      if (it.value().is_null()) continue;
+      if (!it.value().is_array()) fail(wrong_type(where, "PortBindings", "a map of arrays"));
+      for (const auto &b : it.value()) {
+        if (!b.is_object()) fail(wrong_type(w, it.key(), "an array of objects"));
+        std::string ip = get_string(&b, "HostIp", w).value_or("");
+        auto [first, last] = host_port_range(get_string(&b, "HostPort", w).value_or(""), where);
+        add(PublishedPort{clip(ip, 64), first, last, clip(it.key(), 32)});
+      }
+    }
+  }
+  if (get_bool(hc, "PublishAllPorts", where)) add(PublishedPort{"", 0, 0, "*"});
+}
+
 // HostConfig fields (Resources embedded). `where` is "HostConfig." or "" for the deprecated
 // top-level copy that dockerd 20.10 still decodes (ContainerConfigWrapper embeds *HostConfig).
 void decode_host_config(const json *hc, std::string_view where, ContainerFacts &f) {
@@ -438,7 +487,18 @@ void decode_host_config(const json *hc, std::string_view where, ContainerFacts &
   const json *log = get_object(hc, "LogConfig", where);
   if (auto t = get_string(log, "Type", std::string(where) + "LogConfig."); t && !t->empty())
     add_unique(f.unsafe, "LogConfig.Type " + clip(*t));
-  get_string_map(log, "Config", std::string(where) + "LogConfig.");
+  // With the default driver, options still reach it, and the daemon's default may be a network
+  // driver (syslog, fluentd, gelf, splunk, ...): an address option would send the container's
+  // logs elsewhere. Options of the local file drivers only are harmless.
+  if (const json *opts = get_string_map(log, "Config", std::string(where) + "LogConfig.")) {
+    static const std::set<std::string_view> kFileLogOptions = {
+        "max-size", "max-file",  "compress", "labels", "labels-regex",
+        "env",      "env-regex", "tag",      "mode",   "max-buffer-size"};
+    for (auto it = opts->begin(); it != opts->end(); ++it)
+      if (!kFileLogOptions.count(it.key()))
+        add_unique(f.unsafe, "LogConfig.Config " + clip(it.key()));
+  }
+  decode_port_bindings(hc, where, f);
 }
 
 ContainerFacts decode_create(const json &body, const std::string &api_version) {

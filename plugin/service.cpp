@@ -88,6 +88,19 @@ LogRecord facts_record(const Request &req) {
     f.set("user_is_root", c.user_is_root);
     if (!c.host_namespaces.empty()) f.set("host_namespaces", c.host_namespaces);
     if (!c.devices.empty()) f.set("devices", c.devices);
+    if (!c.published_ports.empty()) {
+      std::vector<std::string> ports; // "127.0.0.1:8080->80/tcp", "random->80/tcp"
+      ports.reserve(c.published_ports.size());
+      for (const auto &p : c.published_ports) {
+        std::string host = p.first == 0 ? "random"
+                           : p.first == p.last
+                               ? std::to_string(p.first)
+                               : std::to_string(p.first) + "-" + std::to_string(p.last);
+        ports.push_back((p.host_ip.empty() ? "" : p.host_ip + ":") + host + "->" +
+                        p.container_port);
+      }
+      f.set("published_ports", ports);
+    }
     if (!c.unsafe.empty()) f.set("unsafe", c.unsafe);
   }
   if (req.image) f.set("image", image_record(*req.image));

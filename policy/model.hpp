@@ -39,6 +39,13 @@ struct NamedVolume {
   std::string origin;     // "Binds", "Mounts", "TaskTemplate.ContainerSpec.Mounts"
 };
 
+// A host port a container publishes (HostConfig.PortBindings, PublishAllPorts).
+struct PublishedPort {
+  std::string host_ip;        // "" = every address of the host
+  int first = 0, last = 0;    // host port range; 0/0 = a random port the daemon picks
+  std::string container_port; // "80/tcp"; "*" for PublishAllPorts
+};
+
 // Facts decoded from a container-create, exec-create or volume-create body (for a volume: the
 // host paths, devices and unsafe settings it would mount; it runs no process).
 struct ContainerFacts {
@@ -52,6 +59,7 @@ struct ContainerFacts {
   std::vector<std::string> host_namespaces; // "pid","network","ipc","uts","userns","cgroupns"
                                             // (host mode or joining another container's namespace)
   std::vector<std::string> devices;         // host devices, device cgroup rules, device requests
+  std::vector<PublishedPort> published_ports; // empty: nothing published on the host
   std::vector<NamedVolume> named_volumes;   // looked up on the daemon before the decision
   std::vector<std::string> unsafe;          // other dangerous settings the policy cannot yet
                                             // express (e.g. "SecurityOpt seccomp=unconfined");

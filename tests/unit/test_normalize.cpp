@@ -949,3 +949,60 @@ TEST_CASE("resolve_host_path_on_host bounds its work per path") {
   CHECK_FALSE(resolve_host_path_on_host((base / "l2").string()).has_value()); // > 1024 steps
   fs::remove_all(base);
 }
+
+TEST_CASE("normalize: PortBindings and PublishAllPorts become published ports") {
+  auto r = create_hc(R"("PortBindings":{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"8080"},)"
+                     R"({"HostIp":"","HostPort":""}],"53/udp":[{"HostPort":"5300-5310"}],)"
+                     R"("443/tcp":null})");
+  const auto &f = facts(r);
+  REQUIRE(f.published_ports.size() == 3);
+  auto find = [&](std::string_view cport, int first) -> const PublishedPort * {
+    for (const auto &p : f.published_ports)
+      if (p.container_port == cport && p.first == first) return &p;
+    return nullptr;
+  };
+  const PublishedPort *a = find("80/tcp", 8080);
+  REQUIRE(a);
+  CHECK(a->host_ip == "127.0.0.1");
+  CHECK(a->last == 8080);
+  const PublishedPort *random = find("80/tcp", 0);
+  REQUIRE(random);
+  CHECK(random->last == 0);
+  const PublishedPort *range = find("53/udp", 5300);
+  REQUIRE(range);
+  CHECK(range->last == 5310);
+  CHECK(f.unsafe.empty()); // publishing is judged by host_ports, not as an unsafe setting
+
+  auto all = create_hc(R"("PublishAllPorts":true)");
+  REQUIRE(facts(all).published_ports.size() == 1);
+  CHECK(facts(all).published_ports[0].container_port == "*");
+  CHECK(facts(all).published_ports[0].first == 0);
+  CHECK(facts(create_hc(R"("PublishAllPorts":false,"PortBindings":{})")).published_ports.empty());
+
+  // Case-folded keys are the same fields; the deprecated top-level copy is not counted twice.
+  auto folded =
+      create(R"({"Image":"busybox","HostConfig":{"portbindings":{"22/tcp":)"
+             R"([{"hostport":"2222"}]}},"PortBindings":{"22/tcp":[{"HostPort":"2222"}]}})");
+  REQUIRE(facts(folded).published_ports.size() == 1);
+  CHECK(facts(folded).published_ports[0].first == 2222);
+
+  for (const char *bad :
+       {R"("PortBindings":{"80/tcp":[{"HostPort":"http"}]})",
+        R"("PortBindings":{"80/tcp":[{"HostPort":"70000"}]})",
+        R"("PortBindings":{"80/tcp":[{"HostPort":"9000-8000"}]})",
+        R"("PortBindings":{"80/tcp":[{"HostPort":8080}]})",
+        R"("PortBindings":{"80/tcp":{"HostPort":"8080"}})", R"("PortBindings":["80:80"])"}) {
+    CAPTURE(bad);
+    expect_invalid(create_hc(bad));
+  }
+}
+
+TEST_CASE("normalize: LogConfig options other than the file drivers' are unsafe") {
+  // The daemon's default driver may be a network driver: an address option redirects the logs.
+  auto r = create_hc(R"("LogConfig":{"Type":"","Config":{"syslog-address":"tcp://10.0.0.1:514"}})");
+  CHECK(has(facts(r).unsafe, "LogConfig.Config syslog-address"));
+  auto ok = create_hc(R"("LogConfig":{"Type":"","Config":{"max-size":"10m","max-file":"3"}})");
+  CHECK(facts(ok).unsafe.empty());
+  CHECK(has(facts(create_hc(R"("LogConfig":{"Config":{"fluentd-address":"x"}})")).unsafe,
+            "LogConfig.Config fluentd-address"));
+}
