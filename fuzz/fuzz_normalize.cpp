@@ -167,6 +167,36 @@ void check(const Request &r) {
   if (a.allow && r.invalid) fail("invalid request allowed (admin)", r);
 }
 
+// Volumes "etc*" are local bind volumes of /etc, "proj*" of /srv/projects/app (read-write
+// options), "drv*" belong to a third-party driver, "gone*" do not exist; execs "p*" are
+// privileged, "r*" run as root; anything else is a daemon error.
+DaemonAnswer fake_daemon(const std::string &path) {
+  DaemonAnswer a;
+  auto found = [&](nlohmann::json body) {
+    a.status = DaemonAnswer::Status::found;
+    a.body = std::move(body);
+    return a;
+  };
+  auto bind = [](const char *device) {
+    return nlohmann::json{{"Driver", "local"},
+                          {"Options", {{"type", "none"}, {"o", "bind"}, {"device", device}}}};
+  };
+  if (path.rfind("/volumes/etc", 0) == 0) return found(bind("/etc"));
+  if (path.rfind("/volumes/proj", 0) == 0) return found(bind("/srv/projects/app"));
+  if (path.rfind("/volumes/drv", 0) == 0)
+    return found({{"Driver", "x"}, {"Options", nlohmann::json::object()}});
+  if (path.rfind("/volumes/gone", 0) == 0 || path.rfind("/exec/gone", 0) == 0) {
+    a.status = DaemonAnswer::Status::not_found;
+    return a;
+  }
+  if (path.rfind("/exec/p", 0) == 0)
+    return found({{"ProcessConfig", {{"privileged", true}, {"user", "1000"}}}});
+  if (path.rfind("/exec/r", 0) == 0)
+    return found({{"ProcessConfig", {{"privileged", false}, {"user", ""}}}});
+  a.error = "fake daemon error";
+  return a;
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size) {
@@ -189,6 +219,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 
   Request r = normalize(raw, opts);
   check(r);
+  if (needs_daemon_facts(r)) {
+    // The service asks the daemon next; a fixed fake daemon answers, and the facts it implies
+    // must be judged as strictly as facts from the request itself.
+    opts.daemon_get = fake_daemon;
+    if (!add_daemon_facts(r, opts)) check(r);
+  }
 
   if (r.container) {
     std::size_t n = 0;
