@@ -78,8 +78,21 @@ DaemonAnswer DaemonClient::get(const std::string &path, std::chrono::millisecond
           return;
         }
         stage = "read";
-        http::async_read(stream, buffer, parser,
-                         [&](beast::error_code ec3, std::size_t) { result = ec3; });
+        http::async_read_header(stream, buffer, parser, [&](beast::error_code ec3, std::size_t) {
+          if (ec3) {
+            result = ec3;
+            return;
+          }
+          // Boost 1.74's parser can miss body_limit when the body arrives with the header
+          // (boostorg/beast#2183): refuse a declared length over the limit before reading it,
+          // and check the size read below as well.
+          if (parser.content_length() && *parser.content_length() > opts_.max_response_bytes) {
+            result = http::error::body_limit;
+            return;
+          }
+          http::async_read(stream, buffer, parser,
+                           [&](beast::error_code ec4, std::size_t) { result = ec4; });
+        });
       });
     });
     ioc.run();
@@ -89,6 +102,8 @@ DaemonAnswer DaemonClient::get(const std::string &path, std::chrono::millisecond
     if (result == http::error::body_limit) return failed("the daemon's answer is too large");
     if (result) return failed(std::string(stage) + " failed: " + result.message());
     const auto &res = parser.get();
+    if (res.body().size() > opts_.max_response_bytes)
+      return failed("the daemon's answer is too large");
     const unsigned status = res.result_int();
     if (status == 404) {
       DaemonAnswer a;

@@ -208,7 +208,7 @@ std::unique_ptr<AuthzService> AuthzService::create(const Config &config, std::st
     // A fresh token per process: only this process's lookups carry it (docs/DAEMON-LOOKUPS.md).
     svc->daemon_.emplace(DaemonClientOptions{config.daemon.socket,
                                              std::chrono::milliseconds(config.daemon.timeout_ms),
-                                             1u << 20, random_hex(64)});
+                                             1u << 20, random_hex(32)}); // 256 bits
   }
   spdlog::info("policy loaded from {} ({}, {} roles, {} rules); directory: {}", snap->path,
                snap->hash, snap->policy->role_count(), snap->policy->rule_count(),

@@ -193,3 +193,72 @@ TEST_CASE("config: the shipped LDAP example parses") {
   CHECK(r.config->ldap.urls.size() == 2);
   CHECK(r.config->cache.stale_grace_ms == 300000);
 }
+
+TEST_CASE("config: daemon section defaults") {
+  auto r = parse_config("policy: p\ndirectory: {path: u}\n", "c.yaml", "/base");
+  REQUIRE_MESSAGE(r.config, r.error);
+  CHECK(r.config->daemon.socket == "/var/run/docker.sock");
+  CHECK(r.config->daemon.timeout_ms == 2000);
+  CHECK(r.config->daemon.lookup_threads == 4);
+  CHECK(r.config->daemon.max_pending == 64);
+  // An empty section keeps the defaults too.
+  auto e = parse_config("policy: p\ndirectory: {path: u}\ndaemon: {}\n", "c.yaml", "/base");
+  REQUIRE_MESSAGE(e.config, e.error);
+  CHECK(e.config->daemon.socket == "/var/run/docker.sock");
+  CHECK(e.config->daemon.timeout_ms == 2000);
+}
+
+TEST_CASE("config: daemon section values") {
+  auto r = parse_config("policy: p\ndirectory: {path: u}\n"
+                        "daemon:\n  socket: /run/docker.sock\n  timeout_ms: 500\n"
+                        "  lookup_threads: 2\n  max_pending: 10\n",
+                        "c.yaml", "/base");
+  REQUIRE_MESSAGE(r.config, r.error);
+  CHECK(r.config->daemon.socket == "/run/docker.sock");
+  CHECK(r.config->daemon.timeout_ms == 500);
+  CHECK(r.config->daemon.lookup_threads == 2);
+  CHECK(r.config->daemon.max_pending == 10);
+  // A relative socket is resolved against the configuration's directory.
+  auto rel = parse_config("policy: p\ndirectory: {path: u}\ndaemon: {socket: run/d.sock}\n",
+                          "c.yaml", "/base");
+  REQUIRE_MESSAGE(rel.config, rel.error);
+  CHECK(rel.config->daemon.socket == "/base/run/d.sock");
+  // "" disables lookups and stays empty (not resolved to the base directory).
+  auto off =
+      parse_config("policy: p\ndirectory: {path: u}\ndaemon: {socket: \"\"}\n", "c.yaml", "/base");
+  REQUIRE_MESSAGE(off.config, off.error);
+  CHECK(off.config->daemon.socket.empty());
+  // The range ends are accepted.
+  for (const char *t : {"50", "20000"}) {
+    auto b = parse_config(std::string("policy: p\ndirectory: {path: u}\ndaemon: {timeout_ms: ") +
+                              t + "}\n",
+                          "c.yaml", "/");
+    REQUIRE_MESSAGE(b.config, b.error);
+    CHECK(b.config->daemon.timeout_ms == std::stoll(t));
+  }
+}
+
+TEST_CASE("config: daemon section errors") {
+  struct Case {
+    const char *daemon, *expect;
+  } cases[] = {
+      {"{sockett: /x}", "unknown key 'sockett'"},
+      {"{timeout_ms: 10}", "daemon.timeout_ms"},
+      {"{timeout_ms: 49}", "daemon.timeout_ms"},
+      {"{timeout_ms: 20001}", "daemon.timeout_ms"},
+      {"{timeout_ms: soon}", "daemon.timeout_ms"},
+      {"{lookup_threads: 0}", "daemon.lookup_threads"},
+      {"{lookup_threads: 65}", "daemon.lookup_threads"},
+      {"{max_pending: 0}", "daemon.max_pending"},
+      {"{socket: [a]}", "daemon.socket"},
+      {"[a]", "'daemon' must be a mapping"},
+      {"/var/run/docker.sock", "'daemon' must be a mapping"},
+  };
+  for (const auto &c : cases) {
+    std::string text = std::string("policy: p\ndirectory: {path: u}\ndaemon: ") + c.daemon + "\n";
+    CAPTURE(text);
+    auto r = parse_config(text, "c.yaml", "/");
+    CHECK_FALSE(r.config.has_value());
+    CHECK_MESSAGE(r.error.find(c.expect) != std::string::npos, r.error);
+  }
+}
