@@ -6,6 +6,7 @@
 #include "policy/glob.hpp"
 #include "policy/policy.hpp"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,6 +17,33 @@ namespace portcullis::policy_detail {
 struct SourceMark {
   int line = 0;   // 1-based, 0 when unknown
   int column = 0; // 1-based, 0 when unknown
+};
+
+// An inclusive range of host ports, 1 <= first <= last <= 65535.
+struct PortRange {
+  int first = 0;
+  int last = 0;
+};
+
+// The value of a `host_ports` limit or matcher: port ranges, plus "random" (bindings whose host
+// port the daemon picks). `ranges` is sorted, disjoint and has no adjacent entries (the loader
+// merges them), so a binding inside the union of the listed ranges lies inside one of them.
+struct HostPortSet {
+  bool random = false;
+  std::vector<PortRange> ranges;
+
+  // True when [first, last] lies entirely inside one range.
+  bool covers(int first, int last) const {
+    auto it = std::lower_bound(ranges.begin(), ranges.end(), first,
+                               [](const PortRange &r, int port) { return r.last < port; });
+    return it != ranges.end() && it->first <= first && last <= it->last;
+  }
+  // True when [first, last] shares at least one port with some range.
+  bool overlaps(int first, int last) const {
+    auto it = std::lower_bound(ranges.begin(), ranges.end(), first,
+                               [](const PortRange &r, int port) { return r.last < port; });
+    return it != ranges.end() && it->first <= last;
+  }
 };
 
 // Allow-rule limits: what a request MAY contain. Defaults are the safe values.
@@ -30,6 +58,7 @@ struct Limits {
   std::vector<std::string> registries; // lower-case host[:port]
   bool run_as_root = true;
   std::vector<std::string> host_namespaces; // sorted subset of the known namespaces
+  std::optional<HostPortSet> host_ports;    // nullopt: published ports are not limited
   bool devices = false;
   bool unsafe_settings = false;
 };
@@ -42,6 +71,7 @@ struct Matchers {
   std::optional<std::vector<std::string>> registries;
   std::optional<bool> run_as_root;
   std::optional<std::vector<std::string>> host_namespaces;
+  std::optional<HostPortSet> host_ports; // never empty (neither random nor a range)
   std::optional<bool> devices;
   std::optional<bool> unsafe_settings;
 };

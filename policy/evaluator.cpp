@@ -46,6 +46,34 @@ bool listed(const std::vector<std::string> &list, std::string_view v) {
   return std::find(list.begin(), list.end(), v) != list.end();
 }
 
+// A published binding whose host port the daemon picks (HostPort empty or 0, PublishAllPorts).
+bool is_random(const PublishedPort &p) {
+  return p.first == 0 && p.last == 0;
+}
+
+// A binding with a usable host port range. Anything else (and not random) is a normalizer bug:
+// limits refuse it and guardrails match it (fail closed).
+bool is_valid_range(const PublishedPort &p) {
+  return p.first >= 1 && p.first <= p.last && p.last <= 65535;
+}
+
+// "host port 80", "host ports 8000-8999", "a random host port", "host port range 0-7"; then the
+// container port, e.g. " (container port 80/tcp)", or " (every exposed container port)" for
+// publish-all.
+std::string describe_port(const PublishedPort &p) {
+  std::string out;
+  if (is_random(p))
+    out = "a random host port";
+  else if (!is_valid_range(p))
+    out = "host port range " + std::to_string(p.first) + "-" + std::to_string(p.last);
+  else if (p.first == p.last)
+    out = "host port " + std::to_string(p.first);
+  else
+    out = "host ports " + std::to_string(p.first) + "-" + std::to_string(p.last);
+  if (p.container_port == "*") return out + " (every exposed container port)";
+  return out + " (container port " + bare(p.container_port) + ")";
+}
+
 std::string role_list(const std::vector<std::string> &roles) {
   std::string out;
   for (const auto &r : roles)
@@ -91,6 +119,16 @@ std::string limit_failure(const CompiledAllowRule &r, const Request &req) {
     for (const auto &ns : c.host_namespaces)
       if (!contains(L.host_namespaces, ns))
         return pre() + " does not permit sharing the host " + shown(ns) + " namespace";
+    if (L.host_ports) {
+      for (const auto &p : c.published_ports) {
+        if (is_random(p) ? L.host_ports->random
+                         : is_valid_range(p) && L.host_ports->covers(p.first, p.last))
+          continue;
+        if (!is_random(p) && !is_valid_range(p))
+          return pre() + ": " + describe_port(p) + " is not a valid port range";
+        return pre() + " does not permit publishing " + describe_port(p);
+      }
+    }
     if (!c.devices.empty() && !L.devices)
       return pre() + " does not permit host devices (" + shown(c.devices.front()) + ")";
     if (!c.unsafe.empty() && !L.unsafe_settings)
@@ -177,6 +215,19 @@ bool matchers_hold(const Matchers &w, const Request &req, std::string *detail) {
         note("host " + shown(ns) + " namespace");
         break;
       }
+    if (!hit) return false;
+  }
+  if (w.host_ports) {
+    if (!c) return false;
+    bool hit = false;
+    for (const auto &p : c->published_ports) {
+      if (is_random(p) ? w.host_ports->random
+                       : !is_valid_range(p) || w.host_ports->overlaps(p.first, p.last)) {
+        hit = true;
+        note(describe_port(p));
+        break;
+      }
+    }
     if (!hit) return false;
   }
   if (w.devices) {

@@ -247,6 +247,8 @@ private:
                                                      SourceMark m);
   std::optional<std::vector<PathGlob>> globs(const YAML::Node &n, const std::string &where,
                                              SourceMark m);
+  std::optional<HostPortSet> host_ports(const YAML::Node &n, const std::string &where,
+                                        SourceMark m);
   void rule_name(const YAML::Node &n, const std::string &where, SourceMark m, std::string &out);
 
   void limits(const YAML::Node &n, const std::string &where, SourceMark m, Limits &out);
@@ -382,6 +384,88 @@ std::optional<std::vector<PathGlob>> Loader::globs(const YAML::Node &n, const st
   return out;
 }
 
+// A port number as written in a `host_ports` entry: ASCII digits only (no sign, no spaces, no
+// YAML hex or octal forms). Returns -1 for anything else and 0 for values above 65535 (and for 0
+// itself), so the caller can tell "not a number" from "out of range".
+int parse_port_number(std::string_view s) {
+  if (s.empty()) return -1;
+  long v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return -1;
+    v = v * 10 + (c - '0');
+    if (v > 65535) v = 65536; // saturate; keeps long digit strings from overflowing
+  }
+  return v > 65535 ? 0 : static_cast<int>(v);
+}
+
+std::optional<HostPortSet> Loader::host_ports(const YAML::Node &n, const std::string &where,
+                                              SourceMark m) {
+  if (!n.IsSequence()) {
+    error(m, where +
+                 ": expected a list of host ports (such as [8080, \"8000-8999\", random]), "
+                 "found " +
+                 type_name(n));
+    return std::nullopt;
+  }
+  HostPortSet out;
+  bool ok = true;
+  std::size_t i = 0;
+  for (const auto &item : n) {
+    SourceMark im = mark_of(item, m);
+    std::string wi = where + "[" + std::to_string(i++) + "]";
+    if (!item.IsScalar()) {
+      error(im, wi + ": expected a port number, a range \"first-last\" or random, found " +
+                    type_name(item));
+      ok = false;
+      continue;
+    }
+    const std::string &s = item.Scalar();
+    if (s == "random") {
+      out.random = true;
+      continue;
+    }
+    auto dash = s.find('-');
+    int first = parse_port_number(std::string_view(s).substr(0, dash));
+    int last =
+        dash == std::string::npos ? first : parse_port_number(std::string_view(s).substr(dash + 1));
+    if (first < 0 || last < 0) {
+      error(im, where + ": invalid host port " + quote(s) +
+                    "; expected a port number such as 8080, a range such as \"8000-8999\", or "
+                    "random (a port the daemon picks)");
+      ok = false;
+      continue;
+    }
+    if (first == 0 || last == 0) {
+      error(im, where + ": host port " + quote(s) +
+                    " is out of range; ports are 1-65535 (write random for a port the daemon "
+                    "picks)");
+      ok = false;
+      continue;
+    }
+    if (first > last) {
+      error(im, where + ": host port range " + quote(s) +
+                    " is reversed; expected first <= last, e.g. \"" + std::to_string(last) + "-" +
+                    std::to_string(first) + "\"");
+      ok = false;
+      continue;
+    }
+    out.ranges.push_back({first, last});
+  }
+  if (!ok) return std::nullopt;
+  // Sort, then merge overlapping and adjacent ranges (see HostPortSet).
+  std::sort(out.ranges.begin(), out.ranges.end(),
+            [](const PortRange &a, const PortRange &b) { return a.first < b.first; });
+  std::vector<PortRange> merged;
+  for (const auto &r : out.ranges) {
+    if (!merged.empty() && r.first <= merged.back().last + 1)
+      merged.back().last = std::max(merged.back().last, r.last);
+    else
+      merged.push_back(r);
+  }
+  out.ranges = std::move(merged);
+  return out;
+}
+
 void Loader::rule_name(const YAML::Node &n, const std::string &where, SourceMark m,
                        std::string &out) {
   auto s = get_string(n, where, m);
@@ -406,7 +490,7 @@ void Loader::limits(const YAML::Node &n, const std::string &where, SourceMark m,
   for_each_key(
       n, where,
       {"privileged", "capabilities", "host_paths", "image_registries", "run_as_root",
-       "host_namespaces", "devices", "unsafe_settings"},
+       "host_namespaces", "host_ports", "devices", "unsafe_settings"},
       [&](const std::string &key, const YAML::Node &v, SourceMark vm) {
         std::string w = where + "." + key;
         if (key == "privileged") {
@@ -443,6 +527,8 @@ void Loader::limits(const YAML::Node &n, const std::string &where, SourceMark m,
           if (auto b = get_bool(v, w, vm)) out.run_as_root = *b;
         } else if (key == "host_namespaces") {
           if (auto ns = namespaces(v, w, vm)) out.host_namespaces = std::move(*ns);
+        } else if (key == "host_ports") {
+          out.host_ports = host_ports(v, w, vm); // [] is valid: nothing may be published
         } else if (key == "devices") {
           if (auto b = get_bool(v, w, vm)) out.devices = *b;
         } else if (key == "unsafe_settings") {
@@ -457,7 +543,7 @@ void Loader::matchers(const YAML::Node &n, const std::string &where, SourceMark 
   for_each_key(
       n, where,
       {"privileged", "capabilities", "host_paths", "image_registries", "run_as_root",
-       "host_namespaces", "devices", "unsafe_settings"},
+       "host_namespaces", "host_ports", "devices", "unsafe_settings"},
       [&](const std::string &key, const YAML::Node &v, SourceMark vm) {
         std::string w = where + "." + key;
         auto nonempty = [&](bool empty) {
@@ -482,6 +568,9 @@ void Loader::matchers(const YAML::Node &n, const std::string &where, SourceMark 
         } else if (key == "host_namespaces") {
           auto ns = namespaces(v, w, vm);
           if (ns && nonempty(ns->empty())) out.host_namespaces = std::move(ns);
+        } else if (key == "host_ports") {
+          auto hp = host_ports(v, w, vm);
+          if (hp && nonempty(!hp->random && hp->ranges.empty())) out.host_ports = std::move(hp);
         } else if (key == "devices") {
           out.devices = get_bool(v, w, vm);
         } else if (key == "unsafe_settings") {

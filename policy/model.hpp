@@ -60,10 +60,10 @@ struct ContainerFacts {
                                             // (host mode or joining another container's namespace)
   std::vector<std::string> devices;         // host devices, device cgroup rules, device requests
   std::vector<PublishedPort> published_ports; // empty: nothing published on the host
-  std::vector<NamedVolume> named_volumes;   // looked up on the daemon before the decision
-  std::vector<std::string> unsafe;          // other dangerous settings the policy cannot yet
-                                            // express (e.g. "SecurityOpt seccomp=unconfined");
-                                            // allow rules refuse them unless they opt in
+  std::vector<NamedVolume> named_volumes;     // looked up on the daemon before the decision
+  std::vector<std::string> unsafe;            // other dangerous settings the policy cannot yet
+                                              // express (e.g. "SecurityOpt seccomp=unconfined");
+                                              // allow rules refuse them unless they opt in
 };
 
 // One API request as dockerd will route and execute it.

@@ -559,6 +559,26 @@ deny "POST absolute-form http://x$V/plugins/$SB_PLUGIN/disable: same rule" "$P" 
 deny "bob (operator): POST $V/plugins/$SB_PLUGIN/disable: same rule" "$P" bob POST \
   "$V/plugins/$SB_PLUGIN/disable"
 
+# --- published ports (host_ports) ------------------------------------------------------------
+expect_denied "plain form via the CLI: alice docker create -p 80:80 (a privileged host port)" \
+  "$RULE_DEV_RUN" "host port 80" alice create -p 80:80 "$IMG" true
+P=$RULE_DEV_RUN
+deny "alice: lower-case keys {\"portbindings\":{\"80/tcp\":[{\"hostport\":\"80\"}]}}: same rule" \
+  "$P" alice POST "$C" "${JSON[@]}" \
+  --data-binary "$(create_body '{"portbindings":{"80/tcp":[{"hostport":"80"}]}}')"
+deny "alice: HostPort range 1000-1100 (the daemon picks one): same rule" "$P" alice POST "$C" \
+  "${JSON[@]}" --data-binary "$(create_body '{"PortBindings":{"80/tcp":[{"HostPort":"1000-1100"}]}}')"
+deny "alice: HostPort \"eighty\": invalid-request" "$RULE_INVALID" alice POST "$C" "${JSON[@]}" \
+  --data-binary "$(create_body '{"PortBindings":{"80/tcp":[{"HostPort":"eighty"}]}}')"
+run_as alice create -p 127.0.0.1:18080:80 "$IMG" true
+if ((LAST_RC == 0)); then
+  ok "control: alice docker create -p 127.0.0.1:18080:80 (a port above 1023) is allowed"
+  run_as local rm -f "$(tail -n 1 <<<"$LAST_OUT")"
+else
+  not_ok "control: alice docker create -p 127.0.0.1:18080:80 (exit $LAST_RC)"
+  detail "$LAST_OUT"
+fi
+
 # --- still enforcing afterwards ----------------------------------------------------------------
 deny "after all of the above: plain Privileged create still denied by the same rule" \
   "$RULE_DEV_RUN" alice POST "$C" "${JSON[@]}" --data-binary "$PRIV_BODY"

@@ -534,3 +534,198 @@ TEST_CASE("policy eval: reasons do not echo control characters from the request"
   for (char c : d.reason)
     CHECK(static_cast<unsigned char>(c) >= 0x20);
 }
+
+namespace {
+Request with_port(Request r, int first, int last, const std::string &container_port = "80/tcp",
+                  const std::string &host_ip = "") {
+  r.container->published_ports.push_back(PublishedPort{host_ip, first, last, container_port});
+  return r;
+}
+
+Request publish_all(Request r) {
+  return with_port(std::move(r), 0, 0, "*");
+}
+
+const char *kPortsPolicy = R"(
+version: 1
+roles:
+  dev:
+    rules:
+      - name: dev-ports
+        actions: [container.create, container.start]
+        when:
+          host_ports: [8080, "8100-8199", "8000-8099", 9000-9010, "9012-9020", "8090"]
+  rnd:
+    rules:
+      - name: rnd-ports
+        actions: [container.create]
+        when: {host_ports: [random, "1024-65535"]}
+  none:
+    rules:
+      - name: no-ports
+        actions: [container.create]
+        when: {host_ports: []}
+  free:
+    rules:
+      - name: free-ports
+        actions: [container.create]
+bindings:
+  - {role: dev, users: [u-dev]}
+  - {role: rnd, users: [u-rnd]}
+  - {role: none, users: [u-none]}
+  - {role: free, users: [u-free]}
+)";
+} // namespace
+
+TEST_CASE("policy eval: host_ports limit permits exactly the listed ports") {
+  auto p = must_compile(kPortsPolicy);
+  auto dev = user("u-dev");
+  auto rnd = user("u-rnd");
+  auto none = user("u-none");
+  auto free = user("u-free");
+  auto allows = [&](const Principal &who, const Request &r) {
+    auto d = p->evaluate(who, r);
+    INFO(d.rule, ": ", d.reason);
+    return d.allow;
+  };
+
+  SUBCASE("nothing published: every rule allows") {
+    for (const auto &who : {dev, rnd, none, free})
+      CHECK(allows(who, create()));
+  }
+  SUBCASE("single ports") {
+    CHECK(allows(dev, with_port(create(), 8080, 8080)));
+    CHECK(allows(dev, with_port(create(), 8000, 8000, "80/tcp", "127.0.0.1")));
+    CHECK(allows(dev, with_port(create(), 9020, 9020, "53/udp")));
+    auto d = p->evaluate(dev, with_port(create(), 80, 80));
+    CHECK_FALSE(d.allow);
+    CHECK(d.rule == "dev-ports");
+    CHECK(d.reason == "rule dev-ports does not permit publishing host port 80 (container port "
+                      "80/tcp); caller \"u-dev\" has role dev");
+    CHECK_FALSE(allows(dev, with_port(create(), 9011, 9011))); // the gap between two ranges
+    CHECK_FALSE(allows(dev, with_port(create(), 8200, 8200)));
+    CHECK_FALSE(allows(dev, with_port(create(), 7999, 7999)));
+    CHECK_FALSE(allows(rnd, with_port(create(), 1023, 1023)));
+    CHECK(allows(rnd, with_port(create(), 1024, 1024)));
+    CHECK(allows(rnd, with_port(create(), 65535, 65535)));
+  }
+  SUBCASE("ranges must lie wholly inside the listed ranges") {
+    CHECK(allows(dev, with_port(create(), 8000, 8199))); // adjacent listed ranges join
+    CHECK(allows(dev, with_port(create(), 9000, 9010)));
+    auto d = p->evaluate(dev, with_port(create(), 8150, 8200, "8150/tcp"));
+    CHECK_FALSE(d.allow);
+    CHECK(contains(d.reason, "rule dev-ports does not permit publishing host ports 8150-8200 "
+                             "(container port 8150/tcp)"));
+    CHECK_FALSE(allows(dev, with_port(create(), 7999, 8010))); // over the lower edge
+    CHECK_FALSE(allows(dev, with_port(create(), 9005, 9015))); // across the gap at 9011
+    CHECK_FALSE(allows(rnd, with_port(create(), 1000, 1024)));
+    CHECK(allows(rnd, with_port(create(), 1024, 65535)));
+  }
+  SUBCASE("random ports need random") {
+    auto d = p->evaluate(dev, with_port(create(), 0, 0));
+    CHECK_FALSE(d.allow);
+    CHECK(contains(d.reason,
+                   "rule dev-ports does not permit publishing a random host port (container port "
+                   "80/tcp)"));
+    d = p->evaluate(dev, publish_all(create()));
+    CHECK_FALSE(d.allow);
+    CHECK(contains(d.reason, "rule dev-ports does not permit publishing a random host port "
+                             "(every exposed container port)"));
+    CHECK(allows(rnd, with_port(create(), 0, 0)));
+    CHECK(allows(rnd, publish_all(create())));
+    CHECK(allows(rnd, with_port(publish_all(create()), 8080, 8080)));
+  }
+  SUBCASE("every binding must be covered") {
+    auto r = with_port(with_port(create(), 8080, 8080), 8443, 8443, "443/tcp");
+    auto d = p->evaluate(dev, r);
+    CHECK_FALSE(d.allow);
+    CHECK(contains(d.reason, "host port 8443 (container port 443/tcp)"));
+    CHECK_FALSE(allows(rnd, with_port(with_port(create(), 0, 0), 80, 80)));
+  }
+  SUBCASE("an empty list permits no published port") {
+    auto d = p->evaluate(none, with_port(create(), 8080, 8080));
+    CHECK_FALSE(d.allow);
+    CHECK(d.rule == "no-ports");
+    CHECK(contains(d.reason, "rule no-ports does not permit publishing host port 8080"));
+    CHECK_FALSE(allows(none, with_port(create(), 0, 0)));
+    CHECK_FALSE(allows(none, publish_all(create())));
+  }
+  SUBCASE("no host_ports key: published ports are not limited") {
+    CHECK(allows(free, with_port(create(), 1, 65535)));
+    CHECK(allows(free, with_port(create(), 22, 22)));
+    CHECK(allows(free, publish_all(create())));
+  }
+  SUBCASE("malformed bindings from the normalizer are refused") {
+    for (auto [first, last] : {std::pair{0, 8080}, {8080, 0}, {8090, 8080}, {8080, 70000}}) {
+      CAPTURE(first);
+      CAPTURE(last);
+      auto d = p->evaluate(rnd, with_port(create(), first, last));
+      CHECK_FALSE(d.allow);
+      CHECK(contains(d.reason, "is not a valid port range"));
+    }
+  }
+  SUBCASE("requests without container facts are not limited") {
+    CHECK(allows(dev, action("container.start")));
+  }
+}
+
+TEST_CASE("policy eval: host_ports guardrail matches overlapping and random bindings") {
+  auto p = must_compile(R"(
+version: 1
+roles:
+  all:
+    rules:
+      - name: allow-all
+        actions: ["*"]
+  admin: {}
+guardrails:
+  - name: no-low-ports
+    actions: [container.create]
+    when: {host_ports: ["1-1023"]}
+    except_roles: [admin]
+    message: "ports below 1024 are for admins"
+  - name: no-random
+    actions: [container.create]
+    when: {host_ports: [random, 5000]}
+bindings:
+  - {role: all, users: [u, root]}
+  - {role: admin, users: [root]}
+)");
+  auto u = user("u");
+  auto expect = [&](const Principal &who, const Request &r, bool allow, const std::string &rule) {
+    auto d = p->evaluate(who, r);
+    CHECK_MESSAGE(d.allow == allow, d.rule, ": ", d.reason);
+    CHECK_MESSAGE(d.rule == rule, d.reason);
+    return d;
+  };
+
+  expect(u, create(), true, "allow-all");
+  expect(u, action("container.create"), true, "allow-all"); // no facts: never matches
+  expect(u, with_port(create(), 8080, 8080), true, "allow-all");
+  expect(u, with_port(create(), 1024, 4999), true, "allow-all");
+  expect(u, with_port(create(), 5001, 65535), true, "allow-all");
+
+  auto d = expect(u, with_port(create(), 80, 80), false, "no-low-ports");
+  CHECK(d.reason ==
+        "ports below 1024 are for admins (guardrail no-low-ports: host port 80 (container port "
+        "80/tcp))");
+  d = expect(u, with_port(create(), 1000, 2000, "1000/tcp"), false, "no-low-ports");
+  CHECK(contains(d.reason, "host ports 1000-2000 (container port 1000/tcp)"));
+  d = expect(u, with_port(with_port(create(), 8080, 8080), 443, 443, "443/tcp"), false,
+             "no-low-ports");
+  CHECK(contains(d.reason, "host port 443 (container port 443/tcp)"));
+  expect(u, with_port(create(), 1023, 1023), false, "no-low-ports");
+  expect(user("root"), with_port(create(), 80, 80), true, "allow-all"); // admin is exempt
+
+  d = expect(u, with_port(create(), 0, 0), false, "no-random");
+  CHECK(d.reason == "denied by guardrail no-random (guardrail no-random: a random host port "
+                    "(container port 80/tcp))");
+  d = expect(u, publish_all(create()), false, "no-random");
+  CHECK(contains(d.reason, "a random host port (every exposed container port)"));
+  expect(user("root"), publish_all(create()), false, "no-random"); // not exempt from this one
+  expect(u, with_port(create(), 4000, 6000), false, "no-random");  // contains 5000
+  expect(u, with_port(create(), 5000, 5000), false, "no-random");
+  // A binding the normalizer got wrong matches any list (fail closed).
+  expect(u, with_port(create(), 0, 7), false, "no-low-ports");
+  expect(user("root"), with_port(create(), 9000, 8000), false, "no-random");
+}

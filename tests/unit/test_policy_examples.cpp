@@ -326,6 +326,23 @@ TEST_CASE("examples/baseline.yaml: default deny, guardrails for every caller") {
   Request exec_priv = exec;
   exec_priv.container->privileged = true;
   CHECK(p->evaluate(bob(), exec_priv).rule == "no-privileged-exec");
+  // exec.start carries the facts of the exec instance it starts (looked up on the daemon).
+  Request start_priv = exec_priv;
+  start_priv.action = "exec.start";
+  CHECK(p->evaluate(bob(), start_priv).rule == "no-privileged-exec");
+  CHECK(p->evaluate(carol(), start_priv).allow);
+
+  // CIS 5.8: privileged host ports for admins only; developers publish 1024+ or random ports.
+  auto port = [&](int first, int last) {
+    Request r = as_user(create(internal), "1000");
+    r.container->published_ports.push_back(PublishedPort{"", first, last, "80/tcp"});
+    return r;
+  };
+  CHECK(p->evaluate(alice(), port(8080, 8080)).allow);
+  CHECK(p->evaluate(alice(), port(0, 0)).allow);
+  CHECK(p->evaluate(alice(), port(80, 80)).rule == "no-privileged-ports");
+  CHECK(p->evaluate(alice(), port(1000, 1100)).rule == "no-privileged-ports");
+  CHECK(p->evaluate(carol(), port(80, 80)).allow);
 
   Request vol = act("volume.create");
   vol.container = ContainerFacts{};

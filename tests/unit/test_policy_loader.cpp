@@ -238,3 +238,89 @@ TEST_CASE("policy loader: oversized input is refused") {
   REQUIRE(r.errors.size() == 1);
   CHECK(r.errors[0].message.find("larger than") != std::string::npos);
 }
+
+TEST_CASE("policy loader: host_ports accepts numbers, ranges and random") {
+  const char *text = "version: 1\n"
+                     "roles:\n"
+                     "  dev:\n"
+                     "    rules:\n"
+                     "      - name: ports\n"
+                     "        actions: [container.create]\n"
+                     "        when:\n"
+                     "          host_ports: [8080, \"8081\", \"8000-8999\", 9000-9000, random, "
+                     "\"1-65535\", 80, 80]\n"
+                     "      - name: none\n"
+                     "        actions: [container.create]\n"
+                     "        when: {host_ports: []}\n"
+                     "guardrails:\n"
+                     "  - name: low\n"
+                     "    actions: [container.create]\n"
+                     "    when: {host_ports: [\"1-1023\"]}\n"
+                     "  - name: rnd\n"
+                     "    actions: [container.create]\n"
+                     "    when: {host_ports: [random]}\n";
+  auto r = compile_policy(text, "ports.yaml");
+  CHECK_MESSAGE(r.errors.empty(), dump(r.errors));
+  REQUIRE(r.policy);
+  CHECK(r.policy->rule_count() == 4);
+}
+
+TEST_CASE("policy loader: host_ports mistakes are reported with their positions") {
+  const char *text = "version: 1\n"                                                           // 1
+                     "roles:\n"                                                               // 2
+                     "  dev:\n"                                                               // 3
+                     "    rules:\n"                                                           // 4
+                     "      - name: a\n"                                                      // 5
+                     "        actions: [container.create]\n"                                  // 6
+                     "        when:\n"                                                        // 7
+                     "          host_ports: [0, 65536, \"9000-8000\", http, \"80:80\"]\n"     // 8
+                     "      - name: b\n"                                                      // 9
+                     "        actions: [container.create]\n"                                  // 10
+                     "        when:\n"                                                        // 11
+                     "          host_ports: [\"80-\", \" 80\", \"-1\", 0x50, [80], Random]\n" // 12
+                     "      - name: c\n"                                                      // 13
+                     "        actions: [container.create]\n"                                  // 14
+                     "        when: {host_ports: 8080}\n"                                     // 15
+                     "      - name: d\n"                                                      // 16
+                     "        actions: [container.create]\n"                                  // 17
+                     "        when: {host_port: [80]}\n"                                      // 18
+                     "guardrails:\n"                                                          // 19
+                     "  - name: g\n"                                                          // 20
+                     "    actions: [container.create]\n"                                      // 21
+                     "    when:\n"                                                            // 22
+                     "      host_ports: []\n"                                                 // 23
+                     "  - name: g2\n"                                                         // 24
+                     "    actions: [container.create]\n"                                      // 25
+                     "    when: {host_ports: [\"1-1023\", \"70000\"]}\n";                     // 26
+  auto r = compile_policy(text, "ports.yaml");
+  CHECK_FALSE(r.policy);
+  INFO(dump(r.errors));
+  const std::string w = "roles.dev.rules[0].when.host_ports: ";
+  CHECK(has_error(r.errors, 8, 24, w + "host port \"0\" is out of range; ports are 1-65535"));
+  CHECK(has_error(r.errors, 8, 24, "write random for a port the daemon picks"));
+  CHECK(has_error(r.errors, 8, 27, "host port \"65536\" is out of range"));
+  CHECK(has_error(r.errors, 8, 34,
+                  "host port range \"9000-8000\" is reversed; expected first <= last"));
+  CHECK(has_error(r.errors, 8, 47, w + "invalid host port \"http\"; expected a port number"));
+  CHECK(has_error(r.errors, 8, 53, "invalid host port \"80:80\""));
+  CHECK(has_error(r.errors, 12, 24, "invalid host port \"80-\""));
+  CHECK(has_error(r.errors, 12, 31, "invalid host port \" 80\""));
+  CHECK(has_error(r.errors, 12, 38, "invalid host port \"-1\""));
+  CHECK(has_error(r.errors, 12, 44, "invalid host port \"0x50\""));
+  CHECK(has_error(r.errors, 12, 50,
+                  "roles.dev.rules[1].when.host_ports[4]: expected a port number, a range "
+                  "\"first-last\" or random, found a list"));
+  CHECK(has_error(r.errors, 12, 56, "invalid host port \"Random\""));
+  CHECK(has_error(r.errors, 15, 28,
+                  "roles.dev.rules[2].when.host_ports: expected a list of host ports"));
+  CHECK(has_error(r.errors, 18, 16,
+                  "unknown key \"host_port\"; allowed keys: privileged, capabilities, host_paths, "
+                  "image_registries, run_as_root, host_namespaces, host_ports, devices, "
+                  "unsafe_settings"));
+  CHECK(has_error(r.errors, 23, 19,
+                  "guardrails[0].when.host_ports: the list is empty, so this "
+                  "matcher could never match"));
+  CHECK(has_error(r.errors, 26, 35,
+                  "guardrails[1].when.host_ports: host port \"70000\" is out of range"));
+  CHECK(r.errors.size() == 15);
+}
