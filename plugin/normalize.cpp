@@ -220,10 +220,11 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
 // moby's `local` driver mounts `device` on the volume's directory with mount(2), type `type` and
 // options `o`; a `bind`/`rbind` token in `o` makes it a bind mount of the host path `device`
 // whatever `type` says, so `{"type":"none","o":"bind","device":"/etc"}` is a host mount of /etc
-// in disguise. `subpath` (Mounts[].VolumeOptions.Subpath) narrows that host path.
+// in disguise. Mounts[].VolumeOptions.Subpath does not narrow it: daemons before API 1.45 ignore
+// the field and mount the whole device, so the device is what is judged.
 // `what` names the request field for messages, e.g. "POST /volumes/create DriverOpts".
 void volume_driver_facts(std::string_view driver, const json *opts, std::string_view what,
-                         bool mount_read_only, std::string_view subpath, ContainerFacts &f) {
+                         bool mount_read_only, ContainerFacts &f) {
   if (!driver.empty() && driver != "local") {
     // A third-party volume plugin decides itself what it mounts: the policy cannot see it.
     add_unique(f.unsafe, "volume driver " + clip(driver));
@@ -260,13 +261,7 @@ void volume_driver_facts(std::string_view driver, const json *opts, std::string_
         normalize_absolute_path(device).value_or("") != device)
       fail("A bind-type local volume in " + std::string(what) +
            " has a device path that is relative, empty or not clean (., .., //, trailing /).");
-    std::string source = device;
-    if (!subpath.empty()) {
-      for (std::string_view part : split(subpath, '/'))
-        if (part == "..") fail("The volume subpath in " + std::string(what) + " contains \"..\".");
-      source += "/" + std::string(subpath);
-    }
-    f.host_mounts.push_back(HostMount{source, clean_absolute_path(source), read_only,
+    f.host_mounts.push_back(HostMount{device, clean_absolute_path(device), read_only,
                                       std::string(what) + " (local volume bind)"});
     return;
   }
@@ -309,12 +304,23 @@ void decode_binds(const json *hc, std::string_view where, ContainerFacts &f) {
     } else if (!src.empty()) {
       // A named volume: what it mounts depends on how it was created (add_daemon_facts).
       f.named_volumes.push_back(
-          NamedVolume{std::string(src), read_only, "", std::string(where) + "Binds"});
+          NamedVolume{std::string(src), read_only, std::string(where) + "Binds"});
     }
   }
 }
 
-void decode_mounts(const json *hc, std::string_view where, ContainerFacts &f) {
+// Host mounts made from the inline options of a *named* volume: the volume persists, and every
+// reference to its name in the request (and later requests, through the lookup) mounts it, so
+// the mount is read-only only if every reference is (see settle_inline_named).
+struct InlineNamed {
+  std::size_t first_mount, end_mount; // range in ContainerFacts::host_mounts
+  std::string name;
+};
+
+// kind: "container" (Binds/Mounts of a container), or "service" (a swarm ContainerSpec: its
+// tasks may run on other nodes, where a volume of the same name can be anything).
+void decode_mounts(const json *hc, std::string_view where, ContainerFacts &f,
+                   std::vector<InlineNamed> *inline_named, bool service = false) {
   const json *mounts = get_array(hc, "Mounts", where);
   if (!mounts) return;
   const std::string w = std::string(where) + "Mounts[].";
@@ -344,12 +350,25 @@ void decode_mounts(const json *hc, std::string_view where, ContainerFacts &f) {
           get_string(driver, "Name", w + "VolumeOptions.DriverConfig.").value_or("");
       const json *dopts = get_string_map(driver, "Options", w + "VolumeOptions.DriverConfig.");
       std::string subpath = get_string(vol_opts, "Subpath", w + "VolumeOptions.").value_or("");
-      // The daemon creates a missing named volume with these options: judge what it mounts.
-      volume_driver_facts(dname, dopts, "Mounts", read_only, subpath, f);
-      // An existing one keeps the options it was created with (add_daemon_facts).
-      if (!source.empty())
-        f.named_volumes.push_back(
-            NamedVolume{source, read_only, subpath, std::string(where) + "Mounts"});
+      for (std::string_view part : split(subpath, '/'))
+        if (part == "..")
+          fail("The volume subpath in " + std::string(where) + "Mounts contains \"..\".");
+      // The daemon creates a missing volume with these options: judge what it mounts (the whole
+      // device, whatever Subpath says).
+      const std::size_t before = f.host_mounts.size();
+      volume_driver_facts(dname, dopts, "Mounts", read_only, f);
+      if (!source.empty() && inline_named && f.host_mounts.size() > before)
+        inline_named->push_back(InlineNamed{before, f.host_mounts.size(), source});
+      if (source.empty()) {
+        // anonymous: a fresh volume, made with the options above
+      } else if (service) {
+        // Looked up here, the name says nothing about the nodes the tasks run on.
+        add_unique(f.unsafe, "service mounts named volume " + clip(source) +
+                                 " (other nodes may hold a different volume of that name)");
+      } else {
+        // An existing one keeps the options it was created with (add_daemon_facts).
+        f.named_volumes.push_back(NamedVolume{source, read_only, std::string(where) + "Mounts"});
+      }
     } else if (type == "tmpfs") {
       // A tmpfs is private to the container.
     } else {
@@ -431,7 +450,8 @@ void decode_port_bindings(const json *hc, std::string_view where, ContainerFacts
 
 // HostConfig fields (Resources embedded). `where` is "HostConfig." or "" for the deprecated
 // top-level copy that dockerd 20.10 still decodes (ContainerConfigWrapper embeds *HostConfig).
-void decode_host_config(const json *hc, std::string_view where, ContainerFacts &f) {
+void decode_host_config(const json *hc, std::string_view where, ContainerFacts &f,
+                        std::vector<InlineNamed> *inline_named) {
   if (get_bool(hc, "Privileged", where)) f.privileged = true;
   if (auto caps = get_string_list(hc, "CapAdd", where, /*strslice=*/true))
     for (const auto &c : *caps)
@@ -445,7 +465,7 @@ void decode_host_config(const json *hc, std::string_view where, ContainerFacts &
   get_string_list(hc, "CapDrop", where, true); // type check only
 
   decode_binds(hc, where, f);
-  decode_mounts(hc, where, f);
+  decode_mounts(hc, where, f, inline_named);
   decode_devices(hc, where, f);
 
   static const std::pair<std::string_view, std::string_view> kModes[] = {
@@ -501,6 +521,19 @@ void decode_host_config(const json *hc, std::string_view where, ContainerFacts &
   decode_port_bindings(hc, where, f);
 }
 
+// A named volume created from one mount's inline options is mounted by every reference to its
+// name: writable if any of them is.
+void settle_inline_named(ContainerFacts &f, const std::vector<InlineNamed> &inline_named) {
+  for (const InlineNamed &n : inline_named) {
+    const bool all_read_only =
+        std::all_of(f.named_volumes.begin(), f.named_volumes.end(),
+                    [&](const NamedVolume &v) { return v.name != n.name || v.read_only; });
+    if (!all_read_only)
+      for (std::size_t i = n.first_mount; i < n.end_mount; ++i)
+        f.host_mounts[i].read_only = false;
+  }
+}
+
 ContainerFacts decode_create(const json &body, const std::string &api_version) {
   if (!body.is_object()) fail("The container-create body is not a JSON object.");
   ContainerFacts f;
@@ -512,10 +545,12 @@ ContainerFacts decode_create(const json &body, const std::string &api_version) {
   f.user_is_root = is_root_user(f.user);
 
   const json *inner = get_object(&body, "HostConfig", "");
-  decode_host_config(inner, "HostConfig.", f);
+  std::vector<InlineNamed> inline_named;
+  decode_host_config(inner, "HostConfig.", f, &inline_named);
   // dockerd 20.10 also decodes HostConfig fields at the top level and uses them when the
   // HostConfig object is absent (and merges some of them otherwise): take both, conservatively.
-  decode_host_config(&body, "", f);
+  decode_host_config(&body, "", f, &inline_named);
+  settle_inline_named(f, inline_named);
 
   // For API < 1.41 an empty CgroupnsMode means "host" on cgroup v1 hosts.
   const json *effective = inner ? inner : &body;
@@ -533,7 +568,7 @@ ContainerFacts decode_volume_create(const json &body) {
   f.user_is_root = false;
   std::string driver = get_string(&body, "Driver", "").value_or("");
   const json *opts = get_string_map(&body, "DriverOpts", "");
-  volume_driver_facts(driver, opts, "DriverOpts", false, "", f);
+  volume_driver_facts(driver, opts, "DriverOpts", false, f);
   if (get_object(&body, "ClusterVolumeSpec", ""))
     add_unique(f.unsafe, "ClusterVolumeSpec (a swarm cluster volume)");
   return f;
@@ -621,7 +656,7 @@ ContainerFacts decode_service(const json &body) {
     for (const auto &c : *caps)
       add_unique(f.capabilities, normalize_capability(c, cw));
   get_string_list(cs, "CapabilityDrop", cw); // type check only
-  decode_mounts(cs, cw, f);
+  decode_mounts(cs, cw, f, nullptr, /*service=*/true);
   if (const json *priv = get_object(cs, "Privileges", cw)) {
     const std::string pw = cw + "Privileges.";
     const json *seccomp = get_object(priv, "Seccomp", pw);
@@ -985,11 +1020,11 @@ std::string answer_error(const DaemonAnswer &a, const std::string &what) {
 void add_volume_facts(ContainerFacts &f, const NormalizeOptions &opts) {
   if (f.named_volumes.size() > 2 * kMaxNamedVolumes) // Binds are decoded twice (see decode_create)
     fail("The request mounts more than " + std::to_string(kMaxNamedVolumes) + " named volumes.");
-  std::set<std::tuple<std::string, bool, std::string>> done;
+  std::set<std::pair<std::string, bool>> done;
   const std::size_t first_new_mount = f.host_mounts.size();
   const std::vector<NamedVolume> volumes = f.named_volumes; // volume_driver_facts appends to f
   for (const NamedVolume &v : volumes) {
-    if (!done.emplace(v.name, v.read_only, v.subpath).second) continue;
+    if (!done.emplace(v.name, v.read_only).second) continue;
     if (done.size() > kMaxNamedVolumes)
       fail("The request mounts more than " + std::to_string(kMaxNamedVolumes) + " named volumes.");
     const std::string what = "volume " + clip(v.name);
@@ -1005,7 +1040,7 @@ void add_volume_facts(ContainerFacts &f, const NormalizeOptions &opts) {
       throw BodyError{"The daemon's description of " + what + " is not understood."};
     volume_driver_facts(driver->get<std::string>(),
                         options && options->is_object() ? options : nullptr,
-                        "existing " + what + " (" + v.origin + ")", v.read_only, v.subpath, f);
+                        "existing " + what + " (" + v.origin + ")", v.read_only, f);
   }
   add_symlink_targets(f, opts, first_new_mount);
 }

@@ -30,13 +30,13 @@ struct ImageRef {
 };
 
 // A named volume a container mounts (HostConfig.Binds "name:/dst", Mounts type volume with a
-// Source). What it gives the container depends on how the volume was created, so the plugin
-// asks the daemon (plugin/daemon.hpp) and adds the volume's host path, if any, to host_mounts.
+// Source; a swarm service's named volumes are unsafe instead, see docs/DAEMON-LOOKUPS.md). What it
+// gives the container depends on how the volume was created, so the plugin asks the daemon
+// (plugin/daemon.hpp) and adds the volume's host path, if any, to host_mounts.
 struct NamedVolume {
   std::string name;
   bool read_only = false; // the mount asks for read-only
-  std::string subpath;    // Mounts[].VolumeOptions.Subpath
-  std::string origin;     // "Binds", "Mounts", "TaskTemplate.ContainerSpec.Mounts"
+  std::string origin;     // "HostConfig.Binds", "HostConfig.Mounts", ...
 };
 
 // A host port a container publishes (HostConfig.PortBindings, PublishAllPorts).

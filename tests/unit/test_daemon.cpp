@@ -675,20 +675,21 @@ TEST_CASE("daemon lookup: read-only follows the mount") {
   }
 }
 
-TEST_CASE("daemon lookup: Mounts Subpath narrows the existing volume's host path") {
+// Daemons before API 1.45 ignore VolumeOptions.Subpath and mount the whole volume: the whole
+// device is judged (a review found /srv/projects/x judged while / was mounted).
+TEST_CASE("daemon lookup: Mounts Subpath does not narrow the existing volume's host path") {
   Lookups l;
   l.answer = [](const std::string &) { return found(kBindEtc); };
   Request r = create_hc(R"("Mounts":[{"Type":"volume","Source":"vol","Target":"/x",)"
                         R"("VolumeOptions":{"Subpath":"a/b"}}])");
   REQUIRE_FALSE(add_daemon_facts(r, l.options()).has_value());
   REQUIRE(facts(r).host_mounts.size() == 1);
-  CHECK(facts(r).host_mounts[0].path == "/etc/a/b");
+  CHECK(facts(r).host_mounts[0].path == "/etc");
 
   Request up = create_hc(R"("Mounts":[{"Type":"volume","Source":"vol","Target":"/x",)"
                          R"("VolumeOptions":{"Subpath":"../root"}}])");
-  auto err = add_daemon_facts(up, l.options());
-  REQUIRE(err.has_value());
-  CHECK_MESSAGE(contains(*err, ".."), *err);
+  REQUIRE(up.invalid.has_value());
+  CHECK_MESSAGE(contains(*up.invalid, ".."), *up.invalid);
 }
 
 TEST_CASE("daemon lookup: a volume the daemon does not have adds nothing") {
@@ -919,22 +920,62 @@ TEST_CASE("daemon lookup: exec.start takes the exec instance's facts") {
   }
 }
 
-TEST_CASE("daemon lookup: service.create with a named volume in the ContainerSpec") {
+// A service's tasks may run on other nodes, where a volume of that name can be anything: the
+// name is an unsafe setting, and this node is not asked.
+TEST_CASE("daemon lookup: service.create with a named volume in the ContainerSpec is unsafe") {
   Request r = normalize(req("POST", "/v1.41/services/create",
                             R"({"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"nginx:1",)"
                             R"("Mounts":[{"Type":"volume","Source":"data","Target":"/d"}]}}})",
                             "application/json"),
                         lexical());
   REQUIRE(r.action == "service.create");
-  CHECK(needs_daemon_facts(r));
-  Lookups l;
-  l.answer = [](const std::string &) { return found(kBindEtc); };
-  REQUIRE_FALSE(add_daemon_facts(r, l.options()).has_value());
-  CHECK(l.paths == std::vector<std::string>{"/volumes/data"});
-  REQUIRE(facts(r).host_mounts.size() == 1);
-  CHECK(facts(r).host_mounts[0].path == "/etc");
-  CHECK_MESSAGE(contains(facts(r).host_mounts[0].origin, "TaskTemplate.ContainerSpec.Mounts"),
-                facts(r).host_mounts[0].origin);
+  CHECK_FALSE(needs_daemon_facts(r));
+  REQUIRE(facts(r).unsafe.size() == 1);
+  CHECK_MESSAGE(contains(facts(r).unsafe[0], "service mounts named volume data"),
+                facts(r).unsafe[0]);
+  // An anonymous volume is fresh on every node: not unsafe.
+  Request anon = normalize(req("POST", "/v1.41/services/create",
+                               R"({"TaskTemplate":{"ContainerSpec":{"Image":"nginx:1",)"
+                               R"("Mounts":[{"Type":"volume","Target":"/d"}]}}})",
+                               "application/json"),
+                           lexical());
+  CHECK(facts(anon).unsafe.empty());
+}
+
+// One request can create a named volume from one mount's inline options and mount it again
+// through another reference: the created volume is judged for every reference (a review found
+// an inline read-only bind of a project directory mounted read-write through a second Mounts
+// entry of the same name).
+TEST_CASE("daemon lookup: a volume created inline is writable if any reference is") {
+  const std::string bind =
+      R"("VolumeOptions":{"DriverConfig":{"Name":"local","Options":{"type":"none","o":"bind",)"
+      R"("device":"/srv/projects/x"}}})";
+  Request twice = create_hc(R"("Mounts":[{"Type":"volume","Source":"v","Target":"/a",)"
+                            R"("ReadOnly":true,)" +
+                            bind + R"(},{"Type":"volume","Source":"v","Target":"/h"}])");
+  REQUIRE(facts(twice).host_mounts.size() == 1);
+  CHECK(facts(twice).host_mounts[0].path == "/srv/projects/x");
+  CHECK_FALSE(facts(twice).host_mounts[0].read_only);
+
+  Request via_binds = create_hc(R"("Binds":["v:/b"],"Mounts":[{"Type":"volume","Source":"v",)"
+                                R"("Target":"/a","ReadOnly":true,)" +
+                                bind + "}]");
+  REQUIRE(facts(via_binds).host_mounts.size() == 1);
+  CHECK_FALSE(facts(via_binds).host_mounts[0].read_only);
+
+  Request all_ro = create_hc(R"("Binds":["v:/b:ro"],"Mounts":[{"Type":"volume","Source":"v",)"
+                             R"("Target":"/a","ReadOnly":true,)" +
+                             bind + "}]");
+  REQUIRE(facts(all_ro).host_mounts.size() == 1);
+  CHECK(facts(all_ro).host_mounts[0].read_only);
+
+  // Inline options with Subpath: the whole device is judged.
+  Request sub = create_hc(R"("Mounts":[{"Type":"volume","Source":"w","Target":"/a",)"
+                          R"("ReadOnly":true,"VolumeOptions":{"Subpath":"srv/projects/x",)"
+                          R"("DriverConfig":{"Name":"local","Options":{"type":"none","o":"bind",)"
+                          R"("device":"/"}}}}])");
+  REQUIRE(facts(sub).host_mounts.size() == 1);
+  CHECK(facts(sub).host_mounts[0].path == "/");
 }
 
 // ============================================================================================
