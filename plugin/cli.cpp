@@ -85,6 +85,7 @@ int cmd_serve(const std::vector<std::string> &args) {
   so.threads = cfg.threads;
   so.lookup_threads = cfg.daemon.lookup_threads;
   so.max_pending = cfg.daemon.max_pending;
+  so.max_queue_ms = static_cast<int>(cfg.daemon.timeout_ms);
   AuthzService *svc = service.get();
   return run_server(
       so,

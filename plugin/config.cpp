@@ -385,7 +385,7 @@ ConfigResult parse_config(const std::string &text, const std::string &filename,
         if (!c.daemon.socket.empty()) c.daemon.socket = resolve(base_dir, c.daemon.socket);
       }
       if (auto n = d["timeout_ms"])
-        c.daemon.timeout_ms = integer(n, filename, "daemon.timeout_ms", 50, 20'000);
+        c.daemon.timeout_ms = integer(n, filename, "daemon.timeout_ms", 50, 10'000);
       if (auto n = d["lookup_threads"])
         c.daemon.lookup_threads =
             static_cast<int>(integer(n, filename, "daemon.lookup_threads", 1, 64));

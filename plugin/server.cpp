@@ -137,12 +137,23 @@ private:
               false, deny_message("too many requests are waiting for daemon lookups, try again",
                                   "daemon-lookup", new_decision_id())));
     }
-    asio::post(*shared_->blocking, [self = shared_from_this()] {
-      PluginReply reply = self->call_handler(true);
+    const auto queued = std::chrono::steady_clock::now();
+    asio::post(*shared_->blocking, [self = shared_from_this(), queued] {
+      auto deny = [](const char *why, const char *rule) {
+        return PluginReply{
+            200, encode_authz_response(false, deny_message(why, rule, new_decision_id()))};
+      };
+      PluginReply reply;
+      const auto waited = std::chrono::steady_clock::now() - queued;
+      if (self->shared_->stopping.load())
+        reply = deny("portcullis is stopping, try again", "daemon-lookup");
+      else if (waited > std::chrono::milliseconds(self->shared_->opts.max_queue_ms))
+        reply =
+            deny("too many requests are waiting for daemon lookups, try again", "daemon-lookup");
+      else
+        reply = self->call_handler(true);
       if (reply.defer) // a handler must answer when it may block; never loop
-        reply = {200,
-                 encode_authz_response(false, deny_message("internal error, request denied",
-                                                           "internal-error", new_decision_id()))};
+        reply = deny("internal error, request denied", "internal-error");
       self->shared_->pending.fetch_sub(1);
       auto &req = self->parser_->get();
       bool keep = req.keep_alive() && !self->shared_->stopping.load();
@@ -420,7 +431,9 @@ int run_server(const ServerOptions &opts, Handler handler, ReloadHook on_reload,
   ioc.run();
   for (auto &t : pool)
     t.join();
-  shared->blocking->join(); // lookups end within their deadline; their replies are dropped
+  // Queued calls are dropped; running lookups end within their deadline (replies dropped).
+  shared->blocking->stop();
+  shared->blocking->join();
   if (control) control->set_stopped();
   ::unlink(opts.socket_path.c_str());
   spdlog::info("stopped");

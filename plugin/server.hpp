@@ -25,6 +25,9 @@ struct ServerOptions {
   // max_pending such calls at once are denied.
   int lookup_threads = 4;
   int max_pending = 64;
+  // A deferred call still waiting for a lookup thread after this long is denied unanswered, so
+  // the time to an answer stays under queue wait + the handler's own lookup budget.
+  int max_queue_ms = 2000;
 };
 
 using Handler = std::function<PluginReply(std::string_view method, std::string_view target,

@@ -318,8 +318,27 @@ PluginReply AuthzService::authz_request(std::string_view body, bool may_block) {
       nopts.default_api_version = config_.default_api_version;
       req = normalize(raw, nopts);
       std::optional<std::string> lookup_error;
-      if (needs_daemon_facts(req)) {
-        if (!may_block) return PluginReply{200, {}, /*defer=*/true};
+      bool lookup = needs_daemon_facts(req);
+      if (lookup) {
+        // A caller none of whose rules covers the action is denied whatever the daemon says
+        // (facts only add guardrail matches and limit failures): no lookup for them, so they
+        // can neither load the daemon nor learn what volumes or exec instances exist.
+        Decision pre = snap->policy->evaluate(*who, req);
+        if (!pre.allow && pre.rule == "default-deny") {
+          decision = std::move(pre);
+          lookup = false;
+        }
+      }
+      if (lookup) {
+        if (!may_block) {
+          // The server runs the call again on its lookup pool. Should a caller ignore `defer`,
+          // the body is still a denial.
+          return PluginReply{
+              200,
+              encode_authz_response(
+                  false, deny_message("request needs a daemon lookup", "internal-error", id)),
+              /*defer=*/true};
+        }
         if (daemon_) {
           // daemon.timeout_ms bounds all lookups of this request together.
           const auto deadline = Clock::now() + daemon_->options().timeout;
@@ -333,7 +352,7 @@ PluginReply AuthzService::authz_request(std::string_view body, bool may_block) {
       if (lookup_error) {
         decision.rule = "daemon-lookup";
         decision.reason = *lookup_error;
-      } else {
+      } else if (decision.rule.empty()) {
         decision = snap->policy->evaluate(*who, req);
       }
       rec.set("groups", who->groups);

@@ -403,7 +403,8 @@ struct LookupServer {
   ServerControl control;
   std::thread thread;
 
-  LookupServer(Handler handler, int max_pending = 64, int lookup_threads = 2) {
+  LookupServer(Handler handler, int max_pending = 64, int lookup_threads = 2,
+               int max_queue_ms = 5000) {
     dir = make_temp_dir("portcullis-dsrv");
     sock = dir + "/p.sock";
     ServerOptions o;
@@ -411,6 +412,7 @@ struct LookupServer {
     o.threads = 1;
     o.lookup_threads = lookup_threads;
     o.max_pending = max_pending;
+    o.max_queue_ms = max_queue_ms;
     o.idle_timeout_seconds = 30;
     thread =
         std::thread([this, o, h = std::move(handler)] { run_server(o, h, nullptr, &control); });
@@ -990,6 +992,8 @@ TEST_CASE("daemon lookup service: a named-volume create is deferred when it may 
       tls_request("alice", "POST", "/v1.41/containers/create", kNamedVolumeCreate).dump(),
       /*may_block=*/false);
   CHECK(reply.defer);
+  // Should a caller ignore `defer`, the body is still a denial.
+  CHECK(json::parse(reply.body)["Allow"] == false);
   CHECK(f.log_lines().empty());
   CHECK(d.targets().empty());
   // A request without a lookup is answered at once.
@@ -997,6 +1001,33 @@ TEST_CASE("daemon lookup service: a named-volume create is deferred when it may 
                             tls_request("alice", "GET", "/v1.41/_ping").dump(), false);
   CHECK_FALSE(ping.defer);
   CHECK(json::parse(ping.body)["Allow"] == true);
+}
+
+// A review found that any caller, roles or not, made the plugin ask the daemon (load on the
+// daemon, and deny messages revealing other people's volumes and execs).
+TEST_CASE("daemon lookup service: a caller no rule covers is denied without a lookup") {
+  FakeDaemon d;
+  d.set("/volumes/vol", 200,
+        R"({"Name":"vol","Driver":"local","Options":{"type":"none",)"
+        R"("o":"bind","device":"/etc"}})");
+  Fixture f(d.socket_path());
+  for (bool may_block : {false, true}) {
+    CAPTURE(may_block);
+    auto reply = f.svc->handle(
+        "POST", "/AuthZPlugin.AuthZReq",
+        tls_request("mallory", "POST", "/v1.41/containers/create", kNamedVolumeCreate).dump(),
+        may_block);
+    CHECK_FALSE(reply.defer);
+    CHECK(json::parse(reply.body)["Allow"] == false);
+    CHECK_MESSAGE(contains(reply.body, "rule=default-deny"), reply.body);
+    auto start = f.svc->handle(
+        "POST", "/AuthZPlugin.AuthZReq",
+        tls_request("mallory", "POST", "/v1.41/exec/abc/start", R"({"Detach":true})").dump(),
+        may_block);
+    CHECK_FALSE(start.defer);
+    CHECK_MESSAGE(contains(start.body, "rule=default-deny"), start.body);
+  }
+  CHECK(d.targets().empty());
 }
 
 TEST_CASE("daemon lookup service: the daemon's answer decides a named-volume create") {
@@ -1251,6 +1282,37 @@ TEST_CASE("daemon lookup server: more deferred calls than max_pending are denied
   ::close(first);
   ::close(second);
   ::close(third);
+}
+
+// A review measured answers after 2, 4, ... 16 s when lookups queued behind a slow daemon: a
+// call waiting longer than max_queue_ms for a lookup thread is denied without running.
+TEST_CASE("daemon lookup server: a deferred call that waited too long in the queue is denied") {
+  Gate release;
+  std::atomic<int> running{0};
+  LookupServer s(
+      [&](std::string_view, std::string_view, std::string_view b, bool may_block) {
+        if (b != "slow") return PluginReply{200, encode_authz_response(true, "")};
+        if (!may_block) return PluginReply{200, {}, /*defer=*/true};
+        running++;
+        release.wait(600ms);
+        return PluginReply{200, encode_authz_response(true, "")};
+      },
+      /*max_pending=*/64, /*lookup_threads=*/1, /*max_queue_ms=*/150);
+  int first = dial(s.sock);
+  REQUIRE(first >= 0);
+  send_all(first, post("/AuthZPlugin.AuthZReq", "slow"));
+  REQUIRE(wait_until([&] { return running.load() == 1; }));
+  int second = dial(s.sock);
+  REQUIRE(second >= 0);
+  send_all(second, post("/AuthZPlugin.AuthZReq", "slow"));
+  std::string r1 = read_response(first);
+  CHECK(contains(r1, "\"Allow\":true"));
+  std::string r2 = read_response(second);
+  CHECK(contains(r2, "\"Allow\":false"));
+  CHECK_MESSAGE(contains(r2, "rule=daemon-lookup"), r2);
+  CHECK(running.load() == 1); // the second never ran
+  ::close(first);
+  ::close(second);
 }
 
 TEST_CASE("daemon lookup server: a handler that defers when it may block gets internal-error") {
