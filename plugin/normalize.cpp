@@ -1004,7 +1004,7 @@ std::string percent_encode_segment(std::string_view s) {
 
 bool needs_daemon_facts(const Request &r) {
   if (r.invalid) return false; // denied anyway
-  if (r.action == "exec.start") return true;
+  if (r.action == "exec.start" || r.action == "container.exec") return true;
   return r.container && !r.container->named_volumes.empty();
 }
 
@@ -1021,7 +1021,6 @@ void add_volume_facts(ContainerFacts &f, const NormalizeOptions &opts) {
   if (f.named_volumes.size() > 2 * kMaxNamedVolumes) // Binds are decoded twice (see decode_create)
     fail("The request mounts more than " + std::to_string(kMaxNamedVolumes) + " named volumes.");
   std::set<std::pair<std::string, bool>> done;
-  const std::size_t first_new_mount = f.host_mounts.size();
   const std::vector<NamedVolume> volumes = f.named_volumes; // volume_driver_facts appends to f
   for (const NamedVolume &v : volumes) {
     if (!done.emplace(v.name, v.read_only).second) continue;
@@ -1042,10 +1041,10 @@ void add_volume_facts(ContainerFacts &f, const NormalizeOptions &opts) {
                         options && options->is_object() ? options : nullptr,
                         "existing " + what + " (" + v.origin + ")", v.read_only, f);
   }
-  add_symlink_targets(f, opts, first_new_mount);
 }
 
-void add_exec_facts(Request &r, const NormalizeOptions &opts) {
+// Returns the ID of the exec's container.
+std::string add_exec_facts(Request &r, const NormalizeOptions &opts) {
   const std::string what = "exec instance " + clip(r.object);
   DaemonAnswer a = opts.daemon_get("/exec/" + percent_encode_segment(r.object) + "/json");
   if (a.status == DaemonAnswer::Status::not_found)
@@ -1057,26 +1056,96 @@ void add_exec_facts(Request &r, const NormalizeOptions &opts) {
   const json *user = pc && pc->is_object() ? field(pc, "user") : nullptr;
   if (!priv || !priv->is_boolean() || (user && !user->is_null() && !user->is_string()))
     throw BodyError{"The daemon's description of " + what + " is not understood."};
+  const json *cid = field(&a.body, "ContainerID");
+  if (!cid || !cid->is_string() || cid->get<std::string>().empty())
+    throw BodyError{"The daemon's description of " + what + " is not understood."};
   ContainerFacts f;
   f.privileged = priv->get<bool>();
   f.user = user && user->is_string() ? user->get<std::string>() : "";
   f.user_is_root = is_root_user(f.user);
   r.container = std::move(f);
+  return cid->get<std::string>();
+}
+
+// An exec process shares its container's privileges, namespaces, devices and mounts: a process
+// exec'd into a privileged or host-mounted container has that access. The container's
+// host-access facts (from GET /containers/{id}/json) are added to the exec's.
+void add_exec_target_facts(ContainerFacts &f, const std::string &container,
+                           const NormalizeOptions &opts) {
+  const std::string what = "container " + clip(container);
+  DaemonAnswer a = opts.daemon_get("/containers/" + percent_encode_segment(container) + "/json");
+  if (a.status == DaemonAnswer::Status::not_found)
+    throw BodyError{"The daemon has no " + what + "."};
+  if (a.status != DaemonAnswer::Status::found || !a.body.is_object())
+    throw BodyError{answer_error(a, what)};
+  const json *hc = field(&a.body, "HostConfig");
+  const json *mounts = field(&a.body, "Mounts");
+  if (!hc || !hc->is_object() || (mounts && !mounts->is_array()))
+    throw BodyError{"The daemon's description of " + what + " is not understood."};
+  const std::string origin = "exec target " + what;
+  try {
+    if (get_bool(hc, "Privileged", "")) f.privileged = true;
+    if (auto caps = get_string_list(hc, "CapAdd", "", /*strslice=*/true))
+      for (const auto &c : *caps)
+        add_unique(f.capabilities, normalize_capability(c, ""));
+    // CgroupnsMode is left out: the daemon fills in its own default, which is "host" on cgroup
+    // v1 hosts, so every container there would look like it asked for the host's.
+    static const std::pair<std::string_view, std::string_view> kTargetModes[] = {
+        {"PidMode", "pid"}, {"NetworkMode", "network"}, {"IpcMode", "ipc"},
+        {"UTSMode", "uts"}, {"UsernsMode", "userns"},
+    };
+    for (auto [fieldname, ns] : kTargetModes) {
+      auto mode = get_string(hc, fieldname, "");
+      if (mode && is_host_or_container_mode(*mode)) add_unique(f.host_namespaces, std::string(ns));
+    }
+    decode_devices(hc, "", f);
+    if (auto opts_list = get_string_list(hc, "SecurityOpt", ""))
+      for (const auto &o : *opts_list)
+        if (o.rfind("no-new-privileges", 0) != 0)
+          add_unique(f.unsafe, origin + " SecurityOpt " + clip(o));
+    if (mounts) {
+      for (const auto &m : *mounts) {
+        if (!m.is_object()) continue;
+        std::string type = get_string(&m, "Type", "Mounts[].").value_or("");
+        std::string source = get_string(&m, "Source", "Mounts[].").value_or("");
+        const bool rw = get_bool(&m, "RW", "Mounts[].");
+        if (type == "bind") {
+          if (source.empty() || source.front() != '/')
+            throw BodyError{"The daemon's description of " + what + " is not understood."};
+          f.host_mounts.push_back(HostMount{source, clean_absolute_path(source), !rw, origin});
+        } else if (type == "volume") {
+          std::string name = get_string(&m, "Name", "Mounts[].").value_or("");
+          if (!name.empty()) f.named_volumes.push_back(NamedVolume{name, !rw, origin});
+        }
+      }
+    }
+  } catch (const BodyError &) {
+    throw BodyError{"The daemon's description of " + what + " is not understood."};
+  }
 }
 } // namespace
 
 std::optional<std::string> add_daemon_facts(Request &r, const NormalizeOptions &opts) {
   if (!needs_daemon_facts(r)) return std::nullopt;
+  const bool exec = r.action == "exec.start" || r.action == "container.exec";
   if (!opts.daemon_get)
     return "This request needs a lookup on the daemon (" +
-           std::string(r.action == "exec.start" ? "the exec instance it starts"
-                                                : "the named volumes it mounts") +
+           std::string(exec ? "the exec instance or container it runs in"
+                            : "the named volumes it mounts") +
            "), and daemon lookups are disabled in the plugin's configuration.";
   try {
-    if (r.action == "exec.start")
-      add_exec_facts(r, opts);
-    else
-      add_volume_facts(*r.container, opts);
+    // Host mounts from the daemon get their symlinks resolved like the request's own (already
+    // done in normalize); an exec request has none of its own.
+    const std::size_t first_new_mount = exec || !r.container ? 0 : r.container->host_mounts.size();
+    if (r.action == "exec.start") {
+      const std::string container = add_exec_facts(r, opts);
+      add_exec_target_facts(*r.container, container, opts);
+    } else if (r.action == "container.exec") {
+      if (!r.container) r.container = ContainerFacts{};
+      add_exec_target_facts(*r.container, r.object, opts);
+    }
+    add_volume_facts(*r.container, opts);
+    add_symlink_targets(*r.container, opts, first_new_mount);
   } catch (const BodyError &e) {
     return e.message;
   } catch (const std::exception &) {

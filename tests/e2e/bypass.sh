@@ -529,6 +529,21 @@ allow "bob: POST /exec/{his own exec}/start" bob POST "$V/exec/${bob_exec:-none}
 deny "bob: POST /exec/{no such exec}/start: daemon-lookup" daemon-lookup bob POST \
   "$V/exec/0000000000000000000000000000000000000000000000000000000000000000/start" "${JSON[@]}" \
   --data-binary '{"Detach":true}'
+# An exec shares its container's access: into an admin's privileged container, or one with the
+# host's /etc mounted, an operator's plain `docker exec` is refused. (Privileged containers
+# cannot start in every sandbox; the plugin decides before the daemon checks that the container
+# runs, so a created one is enough.)
+run_as local create --privileged --network none "$IMG" sleep 600
+priv_cid=$(tail -n 1 <<<"$LAST_OUT")
+run_as local run -d --network none -v /etc:/hostetc:ro "$IMG" sleep 600
+etc_cid=$(tail -n 1 <<<"$LAST_OUT")
+expect_denied "bob: docker exec (not --privileged) into an admin's privileged container" \
+  "$RULE_PRIV_EXEC" "" bob exec "$priv_cid" true
+deny "bob: exec {\"Cmd\":[\"true\"]} into it, raw: same rule" "$RULE_PRIV_EXEC" bob POST \
+  "$V/containers/$priv_cid/exec" "${JSON[@]}" --data-binary '{"Cmd":["true"]}'
+expect_denied "bob: docker exec into an admin's container with the host's /etc mounted" \
+  ops-exec "host path /etc" bob exec "$etc_cid" true
+run_as local rm -f "$priv_cid" "$etc_cid"
 deny "bob: exec duplicate keys {\"Privileged\":false,\"privileged\":true}: invalid-request" \
   "$RULE_INVALID" bob POST "$E" "${JSON[@]}" \
   --data-binary '{"Privileged":false,"privileged":true,"Cmd":["true"]}'

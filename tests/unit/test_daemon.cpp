@@ -858,31 +858,54 @@ TEST_CASE("daemon lookup: the new host mount's symlink target is resolved, old o
   CHECK(target);
 }
 
+// The exec instance answers, and the container it runs in: a plain one by default.
+std::function<DaemonAnswer(const std::string &)>
+exec_answer(std::string exec_json,
+            std::string container_json = R"({"HostConfig":{},"Mounts":[]})") {
+  return [exec_json, container_json](const std::string &p) {
+    if (p.rfind("/exec/", 0) == 0) return found(exec_json);
+    if (p == "/containers/c1/json") return found(container_json);
+    return not_found();
+  };
+}
+
 TEST_CASE("daemon lookup: exec.start takes the exec instance's facts") {
   Lookups l;
   SUBCASE("privileged, default user") {
-    l.answer = [](const std::string &) {
-      return found(R"({"ID":"abc","ProcessConfig":{"privileged":true,"user":"",)"
-                   R"("entrypoint":"sh","arguments":[]}})");
-    };
+    l.answer = exec_answer(R"({"ID":"abc","ContainerID":"c1","ProcessConfig":{"privileged":true,)"
+                           R"("user":"","entrypoint":"sh","arguments":[]}})");
     Request r = exec_start("abc");
     REQUIRE_FALSE(add_daemon_facts(r, l.options()).has_value());
-    CHECK(l.paths == std::vector<std::string>{"/exec/abc/json"});
+    CHECK(l.paths == std::vector<std::string>{"/exec/abc/json", "/containers/c1/json"});
     const auto &f = facts(r);
     CHECK(f.privileged);
     CHECK(f.user.empty());
     CHECK(f.user_is_root);
   }
   SUBCASE("unprivileged, uid 1000") {
-    l.answer = [](const std::string &) {
-      return found(R"({"ProcessConfig":{"privileged":false,"user":"1000"}})");
-    };
+    l.answer =
+        exec_answer(R"({"ContainerID":"c1","ProcessConfig":{"privileged":false,"user":"1000"}})");
     Request r = exec_start("abc");
     REQUIRE_FALSE(add_daemon_facts(r, l.options()).has_value());
     const auto &f = facts(r);
     CHECK_FALSE(f.privileged);
     CHECK(f.user == "1000");
     CHECK_FALSE(f.user_is_root);
+  }
+  SUBCASE("an unprivileged exec in a privileged container is privileged") {
+    l.answer =
+        exec_answer(R"({"ContainerID":"c1","ProcessConfig":{"privileged":false,"user":"1000"}})",
+                    R"({"HostConfig":{"Privileged":true},"Mounts":[]})");
+    Request r = exec_start("abc");
+    REQUIRE_FALSE(add_daemon_facts(r, l.options()).has_value());
+    CHECK(facts(r).privileged);
+  }
+  SUBCASE("no ContainerID in the exec instance") {
+    l.answer = exec_answer(R"({"ProcessConfig":{"privileged":false,"user":"1000"}})");
+    Request r = exec_start("abc");
+    auto err = add_daemon_facts(r, l.options());
+    REQUIRE(err.has_value());
+    CHECK_MESSAGE(contains(*err, "not understood"), *err);
   }
   SUBCASE("no such exec instance") {
     l.answer = [](const std::string &) { return not_found(); };
@@ -911,15 +934,74 @@ TEST_CASE("daemon lookup: exec.start takes the exec instance's facts") {
     }
   }
   SUBCASE("the exec id is percent-encoded") {
-    l.answer = [](const std::string &) {
-      return found(R"({"ProcessConfig":{"privileged":false,"user":"app"}})");
-    };
+    l.answer =
+        exec_answer(R"({"ContainerID":"c1","ProcessConfig":{"privileged":false,"user":"app"}})");
     Request r = exec_start("a%20b%3Fc");
     REQUIRE_FALSE(r.invalid.has_value());
     CHECK(r.object == "a b?c");
     REQUIRE_FALSE(add_daemon_facts(r, l.options()).has_value());
-    CHECK(l.paths == std::vector<std::string>{"/exec/a%20b%3Fc/json"});
+    CHECK(l.paths == std::vector<std::string>{"/exec/a%20b%3Fc/json", "/containers/c1/json"});
   }
+}
+
+// An exec shares its container's privileges, namespaces, devices and mounts (a review found an
+// operator could exec into an admin's privileged container): the container's facts are added.
+TEST_CASE("daemon lookup: exec create and start take the target container's host access") {
+  Lookups l;
+  const std::string container =
+      R"({"HostConfig":{"Privileged":false,"CapAdd":["sys_admin"],"PidMode":"host",)"
+      R"("NetworkMode":"bridge","IpcMode":"private","Devices":[{"PathOnHost":"/dev/kmsg",)"
+      R"("PathInContainer":"/dev/kmsg","CgroupPermissions":"rwm"}],)"
+      R"("SecurityOpt":["seccomp=unconfined","no-new-privileges"]},)"
+      R"("Mounts":[{"Type":"bind","Source":"/etc","Destination":"/x","RW":true},)"
+      R"({"Type":"bind","Source":"/srv/ro","Destination":"/r","RW":false},)"
+      R"({"Type":"volume","Name":"vol","Source":"/var/lib/docker/volumes/vol/_data",)"
+      R"("Driver":"local","RW":true}]})";
+  l.answer = [&](const std::string &p) {
+    if (p == "/containers/web/json" || p == "/containers/c1/json") return found(container);
+    if (p == "/volumes/vol") return found(kBindEtc);
+    if (p == "/exec/e1/json")
+      return found(R"({"ContainerID":"c1","ProcessConfig":{"privileged":false,"user":"app"}})");
+    return not_found();
+  };
+  for (const char *kind : {"create", "start"}) {
+    CAPTURE(kind);
+    l.paths.clear();
+    Request r = std::string(kind) == "create"
+                    ? normalize(req("POST", "/v1.41/containers/web/exec",
+                                    R"({"Cmd":["sh"],"User":"app"})", "application/json"),
+                                lexical())
+                    : exec_start("e1");
+    REQUIRE(needs_daemon_facts(r));
+    REQUIRE_FALSE(add_daemon_facts(r, l.options()).has_value());
+    const auto &f = facts(r);
+    CHECK_FALSE(f.privileged);
+    CHECK(f.capabilities == std::vector<std::string>{"CAP_SYS_ADMIN"});
+    CHECK(f.host_namespaces == std::vector<std::string>{"pid"});
+    CHECK(f.devices == std::vector<std::string>{"/dev/kmsg"});
+    REQUIRE(f.unsafe.size() == 1);
+    CHECK_MESSAGE(contains(f.unsafe[0], "seccomp=unconfined"), f.unsafe[0]);
+    REQUIRE(f.host_mounts.size() == 3);
+    CHECK(f.host_mounts[0].path == "/etc");
+    CHECK_FALSE(f.host_mounts[0].read_only);
+    CHECK(f.host_mounts[1].path == "/srv/ro");
+    CHECK(f.host_mounts[1].read_only);
+    CHECK(f.host_mounts[2].path == "/etc"); // the named volume, looked up: a bind of /etc
+    CHECK_MESSAGE(contains(f.host_mounts[2].origin, "volume vol"), f.host_mounts[2].origin);
+    CHECK(f.user == "app");
+  }
+  // No such container, or an answer that is not understood: an error to deny with.
+  Request gone =
+      normalize(req("POST", "/v1.41/containers/nope/exec", R"({"Cmd":["sh"]})", "application/json"),
+                lexical());
+  REQUIRE(add_daemon_facts(gone, l.options()).has_value());
+  l.answer = [](const std::string &) { return found(R"({"HostConfig":[]})"); };
+  Request odd =
+      normalize(req("POST", "/v1.41/containers/web/exec", R"({"Cmd":["sh"]})", "application/json"),
+                lexical());
+  auto err = add_daemon_facts(odd, l.options());
+  REQUIRE(err.has_value());
+  CHECK_MESSAGE(contains(*err, "not understood"), *err);
 }
 
 // A service's tasks may run on other nodes, where a volume of that name can be anything: the
@@ -1062,8 +1144,11 @@ TEST_CASE("daemon lookup service: the daemon's answer decides a named-volume cre
 TEST_CASE("daemon lookup service: exec.start is judged by the exec instance") {
   FakeDaemon d;
   Fixture f(d.socket_path());
-  d.set("/exec/e1/json", 200, R"({"ProcessConfig":{"privileged":true,"user":""}})");
-  d.set("/exec/e2/json", 200, R"({"ProcessConfig":{"privileged":false,"user":"1000"}})");
+  d.set("/exec/e1/json", 200,
+        R"({"ContainerID":"c1","ProcessConfig":{"privileged":true,"user":""}})");
+  d.set("/exec/e2/json", 200,
+        R"({"ContainerID":"c1","ProcessConfig":{"privileged":false,"user":"1000"}})");
+  d.set("/containers/c1/json", 200, R"({"HostConfig":{},"Mounts":[]})");
   json priv = f.call(tls_request("alice", "POST", "/v1.41/exec/e1/start", R"({"Detach":true})"));
   CHECK(priv["Allow"] == false);
   CHECK_MESSAGE(contains(msg_of(priv), "rule=dev-exec"), msg_of(priv));
@@ -1072,7 +1157,9 @@ TEST_CASE("daemon lookup service: exec.start is judged by the exec instance") {
   json gone = f.call(tls_request("alice", "POST", "/v1.41/exec/e3/start", R"({"Detach":true})"));
   CHECK(gone["Allow"] == false);
   CHECK_MESSAGE(contains(msg_of(gone), "rule=daemon-lookup"), msg_of(gone));
-  CHECK(d.targets() == std::vector<std::string>{"/exec/e1/json", "/exec/e2/json", "/exec/e3/json"});
+  CHECK(d.targets() == std::vector<std::string>{"/exec/e1/json", "/containers/c1/json",
+                                                "/exec/e2/json", "/containers/c1/json",
+                                                "/exec/e3/json"});
 }
 
 TEST_CASE("daemon lookup service: the plugin's own lookups are allowed, nothing else") {
