@@ -169,7 +169,8 @@ void check(const Request &r) {
 
 // Volumes "etc*" are local bind volumes of /etc, "proj*" of /srv/projects/app (read-write
 // options), "drv*" belong to a third-party driver, "gone*" do not exist; execs "p*" are
-// privileged, "r*" run as root; anything else is a daemon error.
+// privileged, "r*" run as root, "c*" run in a privileged container; containers below; anything
+// else is a daemon error.
 DaemonAnswer fake_daemon(const std::string &path) {
   DaemonAnswer a;
   auto found = [&](nlohmann::json body) {
@@ -190,9 +191,25 @@ DaemonAnswer fake_daemon(const std::string &path) {
     return a;
   }
   if (path.rfind("/exec/p", 0) == 0)
-    return found({{"ProcessConfig", {{"privileged", true}, {"user", "1000"}}}});
+    return found(
+        {{"ContainerID", "plain"}, {"ProcessConfig", {{"privileged", true}, {"user", "1000"}}}});
   if (path.rfind("/exec/r", 0) == 0)
-    return found({{"ProcessConfig", {{"privileged", false}, {"user", ""}}}});
+    return found(
+        {{"ContainerID", "plain"}, {"ProcessConfig", {{"privileged", false}, {"user", ""}}}});
+  if (path.rfind("/exec/c", 0) == 0) // an unprivileged exec in a privileged container
+    return found(
+        {{"ContainerID", "priv"}, {"ProcessConfig", {{"privileged", false}, {"user", "1000"}}}});
+  // Containers: "priv*" privileged, "etc*" with the host's /etc and the volume etc-data mounted,
+  // anything else plain.
+  if (path.rfind("/containers/priv", 0) == 0)
+    return found({{"HostConfig", {{"Privileged", true}}}, {"Mounts", nlohmann::json::array()}});
+  if (path.rfind("/containers/etc", 0) == 0)
+    return found({{"HostConfig", nlohmann::json::object()},
+                  {"Mounts",
+                   {{{"Type", "bind"}, {"Source", "/etc"}, {"RW", false}},
+                    {{"Type", "volume"}, {"Name", "etc-data"}, {"RW", true}}}}});
+  if (path.rfind("/containers/", 0) == 0)
+    return found({{"HostConfig", nlohmann::json::object()}, {"Mounts", nlohmann::json::array()}});
   a.error = "fake daemon error";
   return a;
 }
