@@ -683,6 +683,25 @@ ContainerFacts decode_service(const json &body) {
   for (std::string_view k : {"Secrets", "Configs"})
     if (const json *a = get_array(cs, k, cw); a && !a->empty())
       add_unique(f.unsafe, "service mounts swarm " + ascii_lower(k));
+  // EndpointSpec.Ports: published on every node (ingress) or on the task's node (host mode).
+  if (const json *ep = get_object(&body, "EndpointSpec", "")) {
+    if (const json *ports = get_array(ep, "Ports", "EndpointSpec.")) {
+      for (const auto &p : *ports) {
+        if (!p.is_object()) fail(wrong_type("EndpointSpec.", "Ports", "an array of objects"));
+        const json *pub = field(&p, "PublishedPort");
+        if (pub && (!pub->is_number_unsigned() || pub->get<std::uint64_t>() > 65535))
+          fail("An EndpointSpec.Ports PublishedPort is not a port number.");
+        const int port = pub ? static_cast<int>(pub->get<std::uint64_t>()) : 0;
+        const json *target = field(&p, "TargetPort");
+        std::string proto = get_string(&p, "Protocol", "EndpointSpec.Ports[].").value_or("tcp");
+        std::string cport = (target && target->is_number_unsigned()
+                                 ? std::to_string(target->get<std::uint64_t>())
+                                 : std::string("?")) +
+                            "/" + clip(proto, 8);
+        f.published_ports.push_back(PublishedPort{"", port, port, cport});
+      }
+    }
+  }
   const json *log = get_object(task, "LogDriver", tw);
   if (auto n = get_string(log, "Name", tw + "LogDriver."); n && !n->empty())
     add_unique(f.unsafe, "LogDriver " + clip(*n));
@@ -1004,7 +1023,9 @@ std::string percent_encode_segment(std::string_view s) {
 
 bool needs_daemon_facts(const Request &r) {
   if (r.invalid) return false; // denied anyway
-  if (r.action == "exec.start" || r.action == "container.exec") return true;
+  if (r.action == "exec.start" || r.action == "container.exec" || r.action == "container.attach" ||
+      r.action == "container.attach.ws")
+    return true;
   return r.container && !r.container->named_volumes.empty();
 }
 
@@ -1071,7 +1092,7 @@ std::string add_exec_facts(Request &r, const NormalizeOptions &opts) {
 // exec'd into a privileged or host-mounted container has that access. The container's
 // host-access facts (from GET /containers/{id}/json) are added to the exec's.
 void add_exec_target_facts(ContainerFacts &f, const std::string &container,
-                           const NormalizeOptions &opts) {
+                           const NormalizeOptions &opts, bool take_user = false) {
   const std::string what = "container " + clip(container);
   DaemonAnswer a = opts.daemon_get("/containers/" + percent_encode_segment(container) + "/json");
   if (a.status == DaemonAnswer::Status::not_found)
@@ -1082,9 +1103,15 @@ void add_exec_target_facts(ContainerFacts &f, const std::string &container,
   const json *mounts = field(&a.body, "Mounts");
   if (!hc || !hc->is_object() || (mounts && !mounts->is_array()))
     throw BodyError{"The daemon's description of " + what + " is not understood."};
-  const std::string origin = "exec target " + what;
+  const std::string origin = "target " + what;
   try {
-    if (get_bool(hc, "Privileged", "")) f.privileged = true;
+    const bool privileged = get_bool(hc, "Privileged", "");
+    if (privileged) f.privileged = true;
+    if (take_user) { // attach: the caller acts as the container's main process
+      const json *config = field(&a.body, "Config");
+      f.user = get_string(config, "User", "Config.").value_or("");
+      f.user_is_root = is_root_user(f.user);
+    }
     if (auto caps = get_string_list(hc, "CapAdd", "", /*strslice=*/true))
       for (const auto &c : *caps)
         add_unique(f.capabilities, normalize_capability(c, ""));
@@ -1103,19 +1130,63 @@ void add_exec_target_facts(ContainerFacts &f, const std::string &container,
       for (const auto &o : *opts_list)
         if (o.rfind("no-new-privileges", 0) != 0)
           add_unique(f.unsafe, origin + " SecurityOpt " + clip(o));
+    // The daemon fills in its default masked and read-only /proc and /sys paths for every
+    // unprivileged container: a list without them (systempaths=unconfined gives []) unmasks
+    // /proc/sys, /proc/sysrq-trigger, /proc/kcore, ... (privileged is its own fact).
+    if (!privileged) {
+      static const std::pair<std::string_view, std::vector<std::string_view>> kDefaults[] = {
+          {"MaskedPaths", {"/proc/kcore", "/proc/keys", "/sys/firmware"}},
+          {"ReadonlyPaths", {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"}}};
+      for (const auto &[name, required] : kDefaults) {
+        auto list = get_string_list(hc, name, "");
+        bool complete = list.has_value();
+        for (std::string_view p : required)
+          if (complete && std::find(list->begin(), list->end(), p) == list->end()) complete = false;
+        if (!complete)
+          add_unique(f.unsafe, origin + " " + std::string(name) + " without the defaults");
+      }
+    }
+    if (auto v = get_string(hc, "Runtime", ""); v && !v->empty() && *v != "runc")
+      add_unique(f.unsafe, origin + " Runtime " + clip(*v));
+    if (auto v = get_string(hc, "CgroupParent", ""); v && !v->empty())
+      add_unique(f.unsafe, origin + " CgroupParent " + clip(*v));
+    if (const json *sc = get_string_map(hc, "Sysctls", ""))
+      for (auto it = sc->begin(); it != sc->end(); ++it)
+        add_unique(f.unsafe, origin + " Sysctls " + clip(it.key()));
+    // BindOptions.ReadOnlyNonRecursive (read-only at the top only) is in HostConfig.Mounts, by
+    // target; the inspect's Mounts only says RW false.
+    std::set<std::string> non_recursive;
+    if (const json *hm = get_array(hc, "Mounts", "")) {
+      for (const auto &m : *hm) {
+        if (!m.is_object()) fail("bad HostConfig.Mounts");
+        const json *bo = get_object(&m, "BindOptions", "Mounts[].");
+        if (get_bool(bo, "ReadOnlyNonRecursive", "Mounts[].BindOptions."))
+          non_recursive.insert(get_string(&m, "Target", "Mounts[].").value_or(""));
+      }
+    }
     if (mounts) {
       for (const auto &m : *mounts) {
-        if (!m.is_object()) continue;
+        if (!m.is_object()) fail("bad Mounts");
         std::string type = get_string(&m, "Type", "Mounts[].").value_or("");
         std::string source = get_string(&m, "Source", "Mounts[].").value_or("");
-        const bool rw = get_bool(&m, "RW", "Mounts[].");
+        std::string dest = get_string(&m, "Destination", "Mounts[].").value_or("");
+        const json *rw_field = field(&m, "RW");
+        if (!rw_field || !rw_field->is_boolean()) fail("bad Mounts[].RW");
+        const bool read_only = !rw_field->get<bool>() && !non_recursive.count(dest);
         if (type == "bind") {
-          if (source.empty() || source.front() != '/')
-            throw BodyError{"The daemon's description of " + what + " is not understood."};
-          f.host_mounts.push_back(HostMount{source, clean_absolute_path(source), !rw, origin});
+          if (source.empty() || source.front() != '/') fail("bad bind Source");
+          f.host_mounts.push_back(
+              HostMount{source, clean_absolute_path(source), read_only, origin + " bind mount"});
         } else if (type == "volume") {
           std::string name = get_string(&m, "Name", "Mounts[].").value_or("");
-          if (!name.empty()) f.named_volumes.push_back(NamedVolume{name, !rw, origin});
+          if (name.empty()) fail("volume without Name");
+          f.named_volumes.push_back(NamedVolume{name, read_only, origin});
+        } else if (type == "tmpfs" || type == "image") {
+          // private to the container; an image mount is read-only image content
+        } else if (type.empty()) {
+          fail("mount without Type");
+        } else {
+          add_unique(f.unsafe, origin + " mount type " + clip(type));
         }
       }
     }
@@ -1127,7 +1198,8 @@ void add_exec_target_facts(ContainerFacts &f, const std::string &container,
 
 std::optional<std::string> add_daemon_facts(Request &r, const NormalizeOptions &opts) {
   if (!needs_daemon_facts(r)) return std::nullopt;
-  const bool exec = r.action == "exec.start" || r.action == "container.exec";
+  const bool exec = r.action == "exec.start" || r.action == "container.exec" ||
+                    r.action == "container.attach" || r.action == "container.attach.ws";
   if (!opts.daemon_get)
     return "This request needs a lookup on the daemon (" +
            std::string(exec ? "the exec instance or container it runs in"
@@ -1143,6 +1215,10 @@ std::optional<std::string> add_daemon_facts(Request &r, const NormalizeOptions &
     } else if (r.action == "container.exec") {
       if (!r.container) r.container = ContainerFacts{};
       add_exec_target_facts(*r.container, r.object, opts);
+    } else if (r.action == "container.attach" || r.action == "container.attach.ws") {
+      // Attaching gives the caller the main process's stdin: its user and its access.
+      r.container = ContainerFacts{};
+      add_exec_target_facts(*r.container, r.object, opts, /*take_user=*/true);
     }
     add_volume_facts(*r.container, opts);
     add_symlink_targets(*r.container, opts, first_new_mount);

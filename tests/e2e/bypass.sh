@@ -473,10 +473,11 @@ deny "alice: create with a forged X-Portcullis-Lookup header: same rule as plain
   --data-binary "$(create_body "{\"Binds\":[\"$adm_vol:/x:ro\"]}")"
 lookups=$(jq -r 'select(.rule == "portcullis-lookup") | "\(.allow) \(.method) \(.action)"' \
   "$SB_DIR/decisions.log" | sort | uniq -c | tr -s ' ' | tr '\n' ';')
-if [[ "$lookups" == " "*" true GET volume.inspect;" ]]; then
-  ok "the plugin's own lookups are in the decision log as GET volume.inspect ($lookups)"
+if [[ "$lookups" =~ ^(\ [0-9]+\ true\ GET\ (container|volume)\.inspect\;)+$ &&
+  "$lookups" == *volume.inspect* ]]; then
+  ok "the plugin's own lookups are in the decision log as GET container/volume.inspect ($lookups)"
 else
-  not_ok "the plugin's own lookups are in the decision log as GET volume.inspect: '$lookups'"
+  not_ok "the plugin's own lookups are in the decision log as GET container/volume.inspect: '$lookups'"
 fi
 
 # --- exec --privileged -----------------------------------------------------------------------
@@ -543,7 +544,13 @@ deny "bob: exec {\"Cmd\":[\"true\"]} into it, raw: same rule" "$RULE_PRIV_EXEC" 
   "$V/containers/$priv_cid/exec" "${JSON[@]}" --data-binary '{"Cmd":["true"]}'
 expect_denied "bob: docker exec into an admin's container with the host's /etc mounted" \
   ops-exec "host path /etc" bob exec "$etc_cid" true
-run_as local rm -f "$priv_cid" "$etc_cid"
+run_as local create --security-opt systempaths=unconfined --network none "$IMG" sleep 600
+unmasked_cid=$(tail -n 1 <<<"$LAST_OUT")
+expect_denied "bob: docker exec into an admin's container with /proc unmasked (systempaths=unconfined)" \
+  ops-exec "MaskedPaths" bob exec "$unmasked_cid" true
+deny "bob: POST .../attach to an admin's privileged container: same rule as exec into it" \
+  "$RULE_PRIV_EXEC" bob POST "$V/containers/$priv_cid/attach?stream=1&stdin=1&stdout=1"
+run_as local rm -f "$priv_cid" "$etc_cid" "$unmasked_cid"
 deny "bob: exec duplicate keys {\"Privileged\":false,\"privileged\":true}: invalid-request" \
   "$RULE_INVALID" bob POST "$E" "${JSON[@]}" \
   --data-binary '{"Privileged":false,"privileged":true,"Cmd":["true"]}'

@@ -858,10 +858,15 @@ TEST_CASE("daemon lookup: the new host mount's symlink target is resolved, old o
   CHECK(target);
 }
 
+// An unprivileged container as the daemon describes it: its default masked and read-only paths.
+const std::string kPlainContainer =
+    R"({"HostConfig":{"MaskedPaths":["/proc/kcore","/proc/keys","/sys/firmware"],)"
+    R"("ReadonlyPaths":["/proc/sys","/proc/sysrq-trigger","/proc/irq","/proc/bus"]},"Mounts":[]})";
+
 // The exec instance answers, and the container it runs in: a plain one by default.
 std::function<DaemonAnswer(const std::string &)>
 exec_answer(std::string exec_json,
-            std::string container_json = R"({"HostConfig":{},"Mounts":[]})") {
+            std::string container_json = kPlainContainer) {
   return [exec_json, container_json](const std::string &p) {
     if (p.rfind("/exec/", 0) == 0) return found(exec_json);
     if (p == "/containers/c1/json") return found(container_json);
@@ -950,6 +955,8 @@ TEST_CASE("daemon lookup: exec create and start take the target container's host
   Lookups l;
   const std::string container =
       R"({"HostConfig":{"Privileged":false,"CapAdd":["sys_admin"],"PidMode":"host",)"
+      R"("MaskedPaths":["/proc/kcore","/proc/keys","/sys/firmware"],)"
+      R"("ReadonlyPaths":["/proc/sys","/proc/sysrq-trigger","/proc/irq","/proc/bus"],)"
       R"("NetworkMode":"bridge","IpcMode":"private","Devices":[{"PathOnHost":"/dev/kmsg",)"
       R"("PathInContainer":"/dev/kmsg","CgroupPermissions":"rwm"}],)"
       R"("SecurityOpt":["seccomp=unconfined","no-new-privileges"]},)"
@@ -1148,7 +1155,7 @@ TEST_CASE("daemon lookup service: exec.start is judged by the exec instance") {
         R"({"ContainerID":"c1","ProcessConfig":{"privileged":true,"user":""}})");
   d.set("/exec/e2/json", 200,
         R"({"ContainerID":"c1","ProcessConfig":{"privileged":false,"user":"1000"}})");
-  d.set("/containers/c1/json", 200, R"({"HostConfig":{},"Mounts":[]})");
+  d.set("/containers/c1/json", 200, kPlainContainer);
   json priv = f.call(tls_request("alice", "POST", "/v1.41/exec/e1/start", R"({"Detach":true})"));
   CHECK(priv["Allow"] == false);
   CHECK_MESSAGE(contains(msg_of(priv), "rule=dev-exec"), msg_of(priv));
@@ -1174,7 +1181,10 @@ TEST_CASE("daemon lookup service: the plugin's own lookups are allowed, nothing 
   REQUIRE(token.size() >= 64);
 
   // The own lookup, as dockerd sends it for authorization (no User, unix socket).
-  for (const char *uri : {"/v1.41/volumes/x", "/volumes/x", "/v1.41/exec/abc/json"}) {
+  // (A review found the container lookup of exec/attach missing here: every docker exec was
+  // denied once `local` had no role.)
+  for (const char *uri :
+       {"/v1.41/volumes/x", "/volumes/x", "/v1.41/exec/abc/json", "/containers/c1/json"}) {
     CAPTURE(uri);
     json own = f.call(lookup_request("GET", uri, token), /*may_block=*/false);
     CHECK(own["Allow"] == true);
@@ -1440,4 +1450,130 @@ TEST_CASE("daemon lookup server: AuthzService behind run_server answers a named-
   CHECK(contains(r, "rule=dev-run"));
   CHECK(d.targets() == std::vector<std::string>{"/volumes/vol"});
   ::close(fd);
+}
+
+// Second review: container state that gives an exec (or attach) host access beyond mounts.
+TEST_CASE("daemon lookup: the target container's unmasked paths, runtime, cgroup and sysctls") {
+  auto target = [](const std::string &hc_extra, const std::string &mounts = "[]") {
+    Lookups l;
+    const std::string body = R"({"HostConfig":{)" + hc_extra + R"(},"Mounts":)" + mounts + "}";
+    l.answer = [body](const std::string &p) {
+      if (p == "/containers/web/json") return found(body);
+      return not_found();
+    };
+    Request r = normalize(
+        req("POST", "/v1.41/containers/web/exec", R"({"Cmd":["sh"]})", "application/json"),
+        lexical());
+    auto err = add_daemon_facts(r, l.options());
+    return std::make_pair(std::move(r), err);
+  };
+  const std::string defaults =
+      R"("MaskedPaths":["/proc/kcore","/proc/keys","/sys/firmware"],)"
+      R"("ReadonlyPaths":["/proc/sys","/proc/sysrq-trigger","/proc/irq","/proc/bus"])";
+  {
+    auto [r, err] = target(defaults);
+    REQUIRE_FALSE(err.has_value());
+    CHECK(facts(r).unsafe.empty());
+  }
+  // --security-opt systempaths=unconfined: both lists empty.
+  {
+    auto [r, err] = target(R"("MaskedPaths":[],"ReadonlyPaths":[])");
+    REQUIRE_FALSE(err.has_value());
+    CHECK(facts(r).unsafe.size() == 2);
+    CHECK(has_prefix(facts(r).unsafe, "target container web MaskedPaths"));
+  }
+  // A list without one of the defaults, or no list at all.
+  {
+    auto [r, err] = target(R"("MaskedPaths":["/proc/kcore"],)"
+                           R"("ReadonlyPaths":["/proc/sys","/proc/sysrq-trigger","/proc/irq","/proc/bus"])");
+    REQUIRE_FALSE(err.has_value());
+    CHECK(facts(r).unsafe.size() == 1);
+    auto [r2, err2] = target(R"("Privileged":false)");
+    CHECK(facts(r2).unsafe.size() == 2);
+  }
+  // Privileged: its own fact, the lists do not matter.
+  {
+    auto [r, err] = target(R"("Privileged":true,"MaskedPaths":null)");
+    REQUIRE_FALSE(err.has_value());
+    CHECK(facts(r).privileged);
+    CHECK(facts(r).unsafe.empty());
+  }
+  {
+    auto [r, err] =
+        target(defaults + R"(,"Runtime":"kata","CgroupParent":"/x","Sysctls":{"net.ipv4.ip_forward":"1"})");
+    REQUIRE_FALSE(err.has_value());
+    CHECK(facts(r).unsafe.size() == 3);
+    auto [ok, err2] = target(defaults + R"(,"Runtime":"runc","CgroupParent":"","Sysctls":{})");
+    CHECK(facts(ok).unsafe.empty());
+  }
+  // Mount entries: unknown types are unsafe; unreadable ones are errors; bind-nonrecursive is
+  // writable below its top.
+  {
+    auto [r, err] = target(defaults, R"([{"Type":"cluster","Name":"c","RW":true},)"
+                                     R"({"Type":"tmpfs","Destination":"/t","RW":true}])");
+    REQUIRE_FALSE(err.has_value());
+    CHECK(facts(r).unsafe.size() == 1);
+    for (const char *bad : {R"([{"Type":"bind","Source":"/srv"}])", R"([{"Source":"/srv","RW":true}])",
+                            R"(["x"])", R"([{"Type":"volume","RW":true}])",
+                            R"([{"Type":"bind","Source":"rel","RW":false}])"}) {
+      CAPTURE(bad);
+      auto [b, berr] = target(defaults, bad);
+      REQUIRE(berr.has_value());
+      CHECK_MESSAGE(contains(*berr, "not understood"), *berr);
+    }
+    auto [nr, err3] =
+        target(defaults + R"(,"Mounts":[{"Type":"bind","Source":"/srv","Target":"/s",)"
+                          R"("BindOptions":{"ReadOnlyNonRecursive":true}}])",
+               R"([{"Type":"bind","Source":"/srv","Destination":"/s","RW":false},)"
+               R"({"Type":"bind","Source":"/opt","Destination":"/o","RW":false}])");
+    REQUIRE_FALSE(err3.has_value());
+    REQUIRE(facts(nr).host_mounts.size() == 2);
+    CHECK_FALSE(facts(nr).host_mounts[0].read_only);
+    CHECK(facts(nr).host_mounts[1].read_only);
+  }
+}
+
+TEST_CASE("daemon lookup: attach takes the container's access and its user") {
+  Lookups l;
+  l.answer = [](const std::string &p) {
+    if (p == "/containers/web/json")
+      return found(R"({"Config":{"User":"1000"},"HostConfig":{"Privileged":true},"Mounts":[]})");
+    return not_found();
+  };
+  for (const char *uri : {"/v1.41/containers/web/attach?stream=1&stdin=1",
+                          "/v1.41/containers/web/attach/ws?stream=1"}) {
+    CAPTURE(uri);
+    Request r = normalize(req(std::string(uri).find("/ws") != std::string::npos ? "GET" : "POST",
+                              uri),
+                          lexical());
+    REQUIRE_FALSE(r.invalid.has_value());
+    REQUIRE(needs_daemon_facts(r));
+    REQUIRE_FALSE(add_daemon_facts(r, l.options()).has_value());
+    CHECK(facts(r).privileged);
+    CHECK(facts(r).user == "1000");
+    CHECK_FALSE(facts(r).user_is_root);
+  }
+}
+
+TEST_CASE("daemon lookup: service EndpointSpec.Ports are published ports") {
+  Request r = normalize(req("POST", "/v1.41/services/create",
+                            R"({"TaskTemplate":{"ContainerSpec":{"Image":"nginx:1"}},)"
+                            R"("EndpointSpec":{"Ports":[{"Protocol":"tcp","TargetPort":22,)"
+                            R"("PublishedPort":22,"PublishMode":"host"},{"TargetPort":80}]}})",
+                            "application/json"),
+                        lexical());
+  const auto &f = facts(r);
+  REQUIRE(f.published_ports.size() == 2);
+  CHECK(f.published_ports[0].first == 22);
+  CHECK(f.published_ports[0].container_port == "22/tcp");
+  CHECK(f.published_ports[1].first == 0); // swarm picks one
+  for (const char *bad : {R"([{"PublishedPort":70000}])", R"([{"PublishedPort":"22"}])",
+                          R"([{"PublishedPort":-1}])", R"(["22:22"])"}) {
+    CAPTURE(bad);
+    Request b = normalize(req("POST", "/v1.41/services/create",
+                              std::string(R"({"EndpointSpec":{"Ports":)") + bad + "}}",
+                              "application/json"),
+                          lexical());
+    CHECK(b.invalid.has_value());
+  }
 }
