@@ -694,10 +694,10 @@ ContainerFacts decode_service(const json &body) {
         const int port = pub ? static_cast<int>(pub->get<std::uint64_t>()) : 0;
         const json *target = field(&p, "TargetPort");
         std::string proto = get_string(&p, "Protocol", "EndpointSpec.Ports[].").value_or("tcp");
-        std::string cport = (target && target->is_number_unsigned()
-                                 ? std::to_string(target->get<std::uint64_t>())
-                                 : std::string("?")) +
-                            "/" + clip(proto, 8);
+        std::string cport =
+            (target && target->is_number_unsigned() ? std::to_string(target->get<std::uint64_t>())
+                                                    : std::string("?")) +
+            "/" + clip(proto, 8);
         f.published_ports.push_back(PublishedPort{"", port, port, cport});
       }
     }

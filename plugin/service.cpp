@@ -108,8 +108,8 @@ LogRecord facts_record(const Request &req) {
   return f;
 }
 // portcullis's own lookup (plugin/daemon.hpp): no TLS user, this process's token in the lookup
-// header, and a GET of a volume, an exec instance or a container, nothing else. Anything else carrying the
-// header is judged by the policy like any request (and logged as suspicious).
+// header, and a GET of a volume, an exec instance or a container, nothing else. Anything else
+// carrying the header is judged by the policy like any request (and logged as suspicious).
 std::optional<Request> own_lookup(const AuthzRequest &ar, std::string_view token,
                                   const JsonLimits &limits) {
   const std::string *presented = nullptr;
@@ -134,7 +134,7 @@ std::optional<Request> own_lookup(const AuthzRequest &ar, std::string_view token
   o.resolve_host_path = nullptr;
   Request r = normalize(raw, o);
   if (r.invalid || (r.action != "volume.inspect" && r.action != "exec.inspect" &&
-                     r.action != "container.inspect")) {
+                    r.action != "container.inspect")) {
     spdlog::warn("a request with this plugin's lookup token is not a lookup ({}): judged by the "
                  "policy",
                  sanitize(r.action, 64));

@@ -865,8 +865,7 @@ const std::string kPlainContainer =
 
 // The exec instance answers, and the container it runs in: a plain one by default.
 std::function<DaemonAnswer(const std::string &)>
-exec_answer(std::string exec_json,
-            std::string container_json = kPlainContainer) {
+exec_answer(std::string exec_json, std::string container_json = kPlainContainer) {
   return [exec_json, container_json](const std::string &p) {
     if (p.rfind("/exec/", 0) == 0) return found(exec_json);
     if (p == "/containers/c1/json") return found(container_json);
@@ -1484,8 +1483,9 @@ TEST_CASE("daemon lookup: the target container's unmasked paths, runtime, cgroup
   }
   // A list without one of the defaults, or no list at all.
   {
-    auto [r, err] = target(R"("MaskedPaths":["/proc/kcore"],)"
-                           R"("ReadonlyPaths":["/proc/sys","/proc/sysrq-trigger","/proc/irq","/proc/bus"])");
+    auto [r, err] =
+        target(R"("MaskedPaths":["/proc/kcore"],)"
+               R"("ReadonlyPaths":["/proc/sys","/proc/sysrq-trigger","/proc/irq","/proc/bus"])");
     REQUIRE_FALSE(err.has_value());
     CHECK(facts(r).unsafe.size() == 1);
     auto [r2, err2] = target(R"("Privileged":false)");
@@ -1500,7 +1500,8 @@ TEST_CASE("daemon lookup: the target container's unmasked paths, runtime, cgroup
   }
   {
     auto [r, err] =
-        target(defaults + R"(,"Runtime":"kata","CgroupParent":"/x","Sysctls":{"net.ipv4.ip_forward":"1"})");
+        target(defaults +
+               R"(,"Runtime":"kata","CgroupParent":"/x","Sysctls":{"net.ipv4.ip_forward":"1"})");
     REQUIRE_FALSE(err.has_value());
     CHECK(facts(r).unsafe.size() == 3);
     auto [ok, err2] = target(defaults + R"(,"Runtime":"runc","CgroupParent":"","Sysctls":{})");
@@ -1513,9 +1514,9 @@ TEST_CASE("daemon lookup: the target container's unmasked paths, runtime, cgroup
                                      R"({"Type":"tmpfs","Destination":"/t","RW":true}])");
     REQUIRE_FALSE(err.has_value());
     CHECK(facts(r).unsafe.size() == 1);
-    for (const char *bad : {R"([{"Type":"bind","Source":"/srv"}])", R"([{"Source":"/srv","RW":true}])",
-                            R"(["x"])", R"([{"Type":"volume","RW":true}])",
-                            R"([{"Type":"bind","Source":"rel","RW":false}])"}) {
+    for (const char *bad :
+         {R"([{"Type":"bind","Source":"/srv"}])", R"([{"Source":"/srv","RW":true}])", R"(["x"])",
+          R"([{"Type":"volume","RW":true}])", R"([{"Type":"bind","Source":"rel","RW":false}])"}) {
       CAPTURE(bad);
       auto [b, berr] = target(defaults, bad);
       REQUIRE(berr.has_value());
@@ -1543,9 +1544,8 @@ TEST_CASE("daemon lookup: attach takes the container's access and its user") {
   for (const char *uri : {"/v1.41/containers/web/attach?stream=1&stdin=1",
                           "/v1.41/containers/web/attach/ws?stream=1"}) {
     CAPTURE(uri);
-    Request r = normalize(req(std::string(uri).find("/ws") != std::string::npos ? "GET" : "POST",
-                              uri),
-                          lexical());
+    Request r = normalize(
+        req(std::string(uri).find("/ws") != std::string::npos ? "GET" : "POST", uri), lexical());
     REQUIRE_FALSE(r.invalid.has_value());
     REQUIRE(needs_daemon_facts(r));
     REQUIRE_FALSE(add_daemon_facts(r, l.options()).has_value());
@@ -1570,10 +1570,10 @@ TEST_CASE("daemon lookup: service EndpointSpec.Ports are published ports") {
   for (const char *bad : {R"([{"PublishedPort":70000}])", R"([{"PublishedPort":"22"}])",
                           R"([{"PublishedPort":-1}])", R"(["22:22"])"}) {
     CAPTURE(bad);
-    Request b = normalize(req("POST", "/v1.41/services/create",
-                              std::string(R"({"EndpointSpec":{"Ports":)") + bad + "}}",
-                              "application/json"),
-                          lexical());
+    Request b =
+        normalize(req("POST", "/v1.41/services/create",
+                      std::string(R"({"EndpointSpec":{"Ports":)") + bad + "}}", "application/json"),
+                  lexical());
     CHECK(b.invalid.has_value());
   }
 }
