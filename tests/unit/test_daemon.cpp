@@ -10,6 +10,7 @@
 #include "plugin/normalize.hpp"
 #include "plugin/server.hpp"
 #include "plugin/service.hpp"
+#include "test_support.hpp"
 
 #include <atomic>
 #include <boost/asio.hpp>
@@ -32,6 +33,7 @@
 #include <vector>
 
 using namespace portcullis;
+using namespace portcullis::test;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -176,25 +178,6 @@ DaemonClient client_for(const FakeDaemon &d, std::chrono::milliseconds timeout =
 
 // --- normalizer helpers --------------------------------------------------------------------
 
-RawHttpRequest req(std::string method, std::string uri, std::optional<std::string> body = {},
-                   std::string content_type = "") {
-  RawHttpRequest r;
-  r.method = std::move(method);
-  r.uri = std::move(uri);
-  if (body) {
-    r.headers["Content-Length"] = std::to_string(body->size());
-    r.body = std::move(body);
-  }
-  if (!content_type.empty()) r.headers["Content-Type"] = content_type;
-  return r;
-}
-
-NormalizeOptions lexical() {
-  NormalizeOptions o;
-  o.resolve_host_path = nullptr;
-  return o;
-}
-
 Request create(const std::string &body) {
   return normalize(req("POST", "/v1.41/containers/create", body, "application/json"), lexical());
 }
@@ -321,21 +304,6 @@ struct Fixture {
   }
 };
 
-json tls_request(const std::string &user, const std::string &method, const std::string &uri,
-                 const std::string &body = "") {
-  json r = {{"User", user},
-            {"UserAuthNMethod", "TLS"},
-            {"RequestMethod", method},
-            {"RequestUri", uri},
-            {"RequestPeerCertificates", {base64_encode(test::make_cert_pem(user))}}};
-  if (!body.empty()) {
-    r["RequestBody"] = base64_encode(body);
-    r["RequestHeaders"] = {{"Content-Type", "application/json"},
-                           {"Content-Length", std::to_string(body.size())}};
-  }
-  return r;
-}
-
 const char *kNamedVolumeCreate = R"({"Image":"busybox","HostConfig":{"Binds":["vol:/x"]}})";
 
 // What dockerd sends for the plugin's own GET over the unix socket (no User).
@@ -348,53 +316,6 @@ json lookup_request(const std::string &method, const std::string &uri, const std
 
 std::string msg_of(const json &reply) {
   return reply.contains("Msg") ? reply["Msg"].get<std::string>() : std::string();
-}
-
-// --- plugin-socket helpers (as in test_server.cpp) -------------------------------------------
-
-int dial(const std::string &path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
-  if (::connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  return fd;
-}
-
-void send_all(int fd, const std::string &s) {
-  std::size_t off = 0;
-  while (off < s.size()) {
-    ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) return;
-    off += static_cast<std::size_t>(n);
-  }
-}
-
-// Reads one HTTP response with Content-Length; returns "" on EOF/timeout.
-std::string read_response(int fd) {
-  std::string buf;
-  char tmp[4096];
-  while (true) {
-    auto hdr_end = buf.find("\r\n\r\n");
-    if (hdr_end != std::string::npos) {
-      auto cl = buf.find("Content-Length: ");
-      std::size_t len = cl == std::string::npos ? 0 : std::stoul(buf.substr(cl + 16));
-      if (buf.size() >= hdr_end + 4 + len) return buf.substr(0, hdr_end + 4 + len);
-    }
-    ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
-    if (n <= 0) return "";
-    buf.append(tmp, static_cast<std::size_t>(n));
-  }
-}
-
-std::string post(const std::string &target, const std::string &body) {
-  return "POST " + target + " HTTP/1.1\r\nHost: plugin.moby.localhost\r\nContent-Length: " +
-         std::to_string(body.size()) + "\r\n\r\n" + body;
 }
 
 // run_server with one I/O thread and a handler of the test's choosing.

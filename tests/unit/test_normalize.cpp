@@ -1,9 +1,12 @@
 #include "plugin/normalize.hpp"
+#include "test_support.hpp"
 
 #include <algorithm>
 #include <doctest/doctest.h>
 
 using namespace portcullis;
+using portcullis::test::lexical;
+using portcullis::test::req;
 
 namespace {
 
@@ -57,27 +60,6 @@ const char *kCli28Body =
     R"("IPPrefixLen":0,"IPv6Gateway":"","GlobalIPv6Address":"","GlobalIPv6PrefixLen":0,)"
     R"("DNSNames":null}}}})"
     "\n";
-
-RawHttpRequest req(std::string method, std::string uri, std::optional<std::string> body = {},
-                   std::string content_type = "") {
-  RawHttpRequest r;
-  r.method = std::move(method);
-  r.uri = std::move(uri);
-  if (body) {
-    r.headers["Content-Length"] = std::to_string(body->size());
-    r.body = std::move(body);
-  }
-  if (!content_type.empty()) r.headers["Content-Type"] = content_type;
-  return r;
-}
-
-// Host paths stay lexical in these tests (this machine's symlinks, e.g. /var/run -> /run, must
-// not change the expected facts); symlink resolution has its own tests below.
-NormalizeOptions lexical() {
-  NormalizeOptions o;
-  o.resolve_host_path = nullptr;
-  return o;
-}
 
 Request create(const std::string &body, const std::string &uri = "/v1.41/containers/create") {
   return normalize(req("POST", uri, body, "application/json"), lexical());

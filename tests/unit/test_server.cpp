@@ -1,6 +1,7 @@
 // The unix-socket HTTP server: keep-alive, concurrency, limits, stale sockets, stop.
 #include "plugin/codec.hpp"
 #include "plugin/server.hpp"
+#include "test_support.hpp"
 
 #include <atomic>
 #include <cstring>
@@ -13,64 +14,10 @@
 #include <unistd.h>
 
 using namespace portcullis;
+using namespace portcullis::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-int dial(const std::string &path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
-  if (::connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  return fd;
-}
-
-void send_all(int fd, const std::string &s) {
-  std::size_t off = 0;
-  while (off < s.size()) {
-    ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) return;
-    off += static_cast<std::size_t>(n);
-  }
-}
-
-// Reads one HTTP response with Content-Length; returns "" on EOF/timeout. Bytes of a following
-// (pipelined) response stay in `carry`.
-std::string read_response(int fd, std::string &carry) {
-  std::string &buf = carry;
-  char tmp[4096];
-  while (true) {
-    auto hdr_end = buf.find("\r\n\r\n");
-    if (hdr_end != std::string::npos) {
-      auto cl = buf.find("Content-Length: ");
-      std::size_t len = cl == std::string::npos ? 0 : std::stoul(buf.substr(cl + 16));
-      if (buf.size() >= hdr_end + 4 + len) {
-        std::string one = buf.substr(0, hdr_end + 4 + len);
-        buf.erase(0, hdr_end + 4 + len);
-        return one;
-      }
-    }
-    ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
-    if (n <= 0) return "";
-    buf.append(tmp, static_cast<std::size_t>(n));
-  }
-}
-
-std::string read_response(int fd) {
-  std::string carry;
-  return read_response(fd, carry);
-}
-
-std::string post(const std::string &target, const std::string &body, bool close = false) {
-  return "POST " + target + " HTTP/1.1\r\nHost: plugin.moby.localhost\r\nContent-Length: " +
-         std::to_string(body.size()) + (close ? "\r\nConnection: close" : "") + "\r\n\r\n" + body;
-}
 
 struct TestServer {
   std::string dir, sock;

@@ -3,6 +3,7 @@
 #include "cert_support.hpp"
 #include "plugin/crypto.hpp"
 #include "plugin/service.hpp"
+#include "test_support.hpp"
 
 #include <doctest/doctest.h>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <sys/stat.h>
 
 using namespace portcullis;
+using portcullis::test::tls_request;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
@@ -71,21 +73,6 @@ struct Fixture {
     return json::parse(reply.body);
   }
 };
-
-json tls_request(const std::string &user, const std::string &method, const std::string &uri,
-                 const std::string &body = "") {
-  json r = {{"User", user},
-            {"UserAuthNMethod", "TLS"},
-            {"RequestMethod", method},
-            {"RequestUri", uri},
-            {"RequestPeerCertificates", {base64_encode(test::make_cert_pem(user))}}};
-  if (!body.empty()) {
-    r["RequestBody"] = base64_encode(body);
-    r["RequestHeaders"] = {{"Content-Type", "application/json"},
-                           {"Content-Length", std::to_string(body.size())}};
-  }
-  return r;
-}
 
 std::string id_in(const std::string &msg) {
   auto p = msg.find("decision=");
