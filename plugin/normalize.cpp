@@ -448,6 +448,34 @@ void decode_port_bindings(const json *hc, std::string_view where, ContainerFacts
   if (get_bool(hc, "PublishAllPorts", where)) add(PublishedPort{"", 0, 0, "*"});
 }
 
+// PidMode, NetworkMode, ... set to "host" or "container:<id>" share a namespace.
+void decode_namespace_modes(const json *hc, std::string_view where, ContainerFacts &f,
+                            bool cgroupns) {
+  static const std::pair<std::string_view, std::string_view> kModes[] = {
+      {"PidMode", "pid"}, {"NetworkMode", "network"}, {"IpcMode", "ipc"},
+      {"UTSMode", "uts"}, {"UsernsMode", "userns"},   {"CgroupnsMode", "cgroupns"},
+  };
+  for (auto [fieldname, ns] : kModes) {
+    if (ns == "cgroupns" && !cgroupns) continue;
+    auto mode = get_string(hc, fieldname, where);
+    if (mode && is_host_or_container_mode(*mode)) add_unique(f.host_namespaces, std::string(ns));
+  }
+}
+
+// Every SecurityOpt but no-new-privileges (on) is unsafe: the daemon rejects what it does not
+// understand, so a whitelist of one is the safe reading. `prefix` names where it came from.
+void decode_security_opts(const json *hc, std::string_view where, const std::string &prefix,
+                          ContainerFacts &f) {
+  if (auto opts = get_string_list(hc, "SecurityOpt", where)) {
+    for (const auto &o : *opts) {
+      if (o == "no-new-privileges" || o == "no-new-privileges=true" ||
+          o == "no-new-privileges:true")
+        continue;
+      add_unique(f.unsafe, prefix + "SecurityOpt " + clip(o));
+    }
+  }
+}
+
 // HostConfig fields (Resources embedded). `where` is "HostConfig." or "" for the deprecated
 // top-level copy that dockerd 20.10 still decodes (ContainerConfigWrapper embeds *HostConfig).
 void decode_host_config(const json *hc, std::string_view where, ContainerFacts &f,
@@ -468,23 +496,8 @@ void decode_host_config(const json *hc, std::string_view where, ContainerFacts &
   decode_mounts(hc, where, f, inline_named);
   decode_devices(hc, where, f);
 
-  static const std::pair<std::string_view, std::string_view> kModes[] = {
-      {"PidMode", "pid"}, {"NetworkMode", "network"}, {"IpcMode", "ipc"},
-      {"UTSMode", "uts"}, {"UsernsMode", "userns"},   {"CgroupnsMode", "cgroupns"},
-  };
-  for (auto [fieldname, ns] : kModes) {
-    auto mode = get_string(hc, fieldname, where);
-    if (mode && is_host_or_container_mode(*mode)) add_unique(f.host_namespaces, std::string(ns));
-  }
-
-  if (auto opts = get_string_list(hc, "SecurityOpt", where)) {
-    for (const auto &o : *opts) {
-      if (o == "no-new-privileges" || o == "no-new-privileges=true" ||
-          o == "no-new-privileges:true")
-        continue;
-      add_unique(f.unsafe, "SecurityOpt " + clip(o));
-    }
-  }
+  decode_namespace_modes(hc, where, f, /*cgroupns=*/true);
+  decode_security_opts(hc, where, "", f);
   for (std::string_view name : {"MaskedPaths", "ReadonlyPaths"}) {
     if (auto paths = get_string_list(hc, name, where)) {
       add_unique(f.unsafe, std::string(name) +
@@ -1117,19 +1130,9 @@ void add_exec_target_facts(ContainerFacts &f, const std::string &container,
         add_unique(f.capabilities, normalize_capability(c, ""));
     // CgroupnsMode is left out: the daemon fills in its own default, which is "host" on cgroup
     // v1 hosts, so every container there would look like it asked for the host's.
-    static const std::pair<std::string_view, std::string_view> kTargetModes[] = {
-        {"PidMode", "pid"}, {"NetworkMode", "network"}, {"IpcMode", "ipc"},
-        {"UTSMode", "uts"}, {"UsernsMode", "userns"},
-    };
-    for (auto [fieldname, ns] : kTargetModes) {
-      auto mode = get_string(hc, fieldname, "");
-      if (mode && is_host_or_container_mode(*mode)) add_unique(f.host_namespaces, std::string(ns));
-    }
+    decode_namespace_modes(hc, "", f, /*cgroupns=*/false);
     decode_devices(hc, "", f);
-    if (auto opts_list = get_string_list(hc, "SecurityOpt", ""))
-      for (const auto &o : *opts_list)
-        if (o.rfind("no-new-privileges", 0) != 0)
-          add_unique(f.unsafe, origin + " SecurityOpt " + clip(o));
+    decode_security_opts(hc, "", origin + " ", f);
     // The daemon fills in its default masked and read-only /proc and /sys paths for every
     // unprivileged container: a list without them (systempaths=unconfined gives []) unmasks
     // /proc/sys, /proc/sysrq-trigger, /proc/kcore, ... (privileged is its own fact).
