@@ -82,7 +82,13 @@ std::string role_list(const std::vector<std::string> &roles) {
 }
 
 // "" when every limit of `r` holds for `req`; otherwise why not.
-std::string limit_failure(const CompiledAllowRule &r, const Request &req) {
+// `g` with {user} bound to the caller; nullopt when the name cannot be bound (callers fail
+// closed). A glob without the template is used as it is.
+std::optional<PathGlob> for_caller(const PathGlob &g, std::string_view user) {
+  return g.bind_user(user);
+}
+
+std::string limit_failure(const CompiledAllowRule &r, const Request &req, std::string_view user) {
   const Limits &L = r.limits;
   auto pre = [&] { return "rule " + r.name; };
   if (req.container) {
@@ -98,15 +104,21 @@ std::string limit_failure(const CompiledAllowRule &r, const Request &req) {
     for (const auto &m : c.host_mounts) {
       if (!is_normalized_absolute_path(m.path))
         return pre() + ": host path " + shown(m.path) + " is not a normalized absolute path";
-      bool allowed = std::any_of(L.host_allow.begin(), L.host_allow.end(),
-                                 [&](const PathGlob &g) { return g.matches(m.path); });
+      bool allowed = std::any_of(L.host_allow.begin(), L.host_allow.end(), [&](const PathGlob &g) {
+        if (!g.has_user_template()) return g.matches(m.path);
+        auto bound = for_caller(g, user);
+        return bound && bound->matches(m.path);
+      });
       if (!allowed) {
         if (L.host_allow.empty())
           return pre() + " does not permit host mounts (host path " + bare(m.path) + ")";
         return pre() + ": host path " + bare(m.path) + " is not under an allowed path";
       }
       for (const auto &g : L.host_deny)
-        if (g.overlaps(m.path))
+        if (!g.has_user_template() ? g.overlaps(m.path) : [&] {
+              auto bound = for_caller(g, user);
+              return !bound || bound->overlaps(m.path);
+            }())
           return pre() + ": host path " + bare(m.path) + " is at, under or above the denied path " +
                  g.text();
       if (L.host_read_only && !m.read_only)
@@ -152,7 +164,8 @@ std::string limit_failure(const CompiledAllowRule &r, const Request &req) {
 }
 
 // True when every matcher of `w` holds. When `detail` is set, describes what matched.
-bool matchers_hold(const Matchers &w, const Request &req, std::string *detail) {
+bool matchers_hold(const Matchers &w, const Request &req, std::string *detail,
+                   std::string_view user) {
   const ContainerFacts *c = req.container ? &*req.container : nullptr;
   auto note = [&](const std::string &s) {
     if (detail) *detail += (detail->empty() ? "" : ", ") + s;
@@ -185,7 +198,10 @@ bool matchers_hold(const Matchers &w, const Request &req, std::string *detail) {
     bool hit = false;
     for (const auto &m : c->host_mounts) {
       for (const auto &g : *w.host_paths)
-        if (g.overlaps(m.path)) {
+        if (!g.has_user_template() ? g.overlaps(m.path) : [&] {
+              auto bound = for_caller(g, user);
+              return !bound || bound->overlaps(m.path);
+            }()) {
           hit = true;
           note("host path " + bare(m.path) + " (matches " + g.text() + ")");
           break;
@@ -331,10 +347,10 @@ Decision PolicyImpl::decide(const Principal &who, const Request &req) const {
   auto it = by_action.find(req.action);
   if (it != by_action.end()) {
     for (const CompiledGuardrail *g : it->second.guardrails) {
-      if (!matchers_hold(g->when, req, nullptr)) continue;
+      if (!matchers_hold(g->when, req, nullptr, who.name)) continue;
       if (intersects(g->except_roles, roles)) continue;
       std::string detail;
-      matchers_hold(g->when, req, &detail);
+      matchers_hold(g->when, req, &detail, who.name);
       d.rule = g->name;
       d.reason = (g->message.empty() ? "denied by guardrail " + g->name : g->message) +
                  " (guardrail " + g->name + (detail.empty() ? "" : ": " + detail) + ")";
@@ -344,7 +360,7 @@ Decision PolicyImpl::decide(const Principal &who, const Request &req) const {
     std::string failure;
     for (const CompiledAllowRule *r : it->second.allow) {
       if (!std::binary_search(roles.begin(), roles.end(), r->role)) continue;
-      std::string why = limit_failure(*r, req);
+      std::string why = limit_failure(*r, req, who.name);
       if (why.empty()) {
         d.allow = true;
         d.rule = r->name;

@@ -7,6 +7,7 @@ namespace portcullis {
 namespace {
 
 constexpr std::string_view kDoubleStar = "**";
+constexpr std::string_view kUserTemplate = "{user}";
 
 // Index just past the UTF-8 character that starts at `i`.
 std::size_t next_char(std::string_view s, std::size_t i) {
@@ -112,16 +113,24 @@ std::optional<PathGlob> PathGlob::compile(std::string_view pattern, std::string 
   if (pattern[0] != '/')
     return fail("path pattern \"" + std::string(pattern) +
                 "\" is relative; expected an absolute path starting with \"/\"");
-  for (char c : pattern) {
+  // `{user}` is the only use of braces; check the rest without it.
+  std::string without_templates(pattern);
+  bool user_template = false;
+  for (std::size_t at; (at = without_templates.find(kUserTemplate)) != std::string::npos;) {
+    without_templates.replace(at, kUserTemplate.size(), "u");
+    user_template = true;
+  }
+  for (char c : without_templates) {
     auto uc = static_cast<unsigned char>(c);
     if (uc < 0x20 || uc == 0x7F)
       return fail("path pattern contains a control character; expected a printable path");
     if (c == '[' || c == ']' || c == '{' || c == '}' || c == '\\')
       return fail("path pattern \"" + std::string(pattern) +
                   "\" uses '[', ']', '{', '}' or '\\', which are not supported; only '*', '?' "
-                  "and '**' are wildcards");
+                  "and '**' are wildcards, and {user} stands for the caller's name");
   }
   PathGlob g;
+  g.user_template_ = user_template;
   std::size_t i = 0;
   while (i < pattern.size()) {
     std::size_t j = pattern.find('/', i);
@@ -131,9 +140,11 @@ std::optional<PathGlob> PathGlob::compile(std::string_view pattern, std::string 
     if (seg.empty() || seg == ".") continue;
     if (seg == "..") {
       if (g.segments_.empty()) continue;
-      if (has_wildcard(g.segments_.back()))
+      if (has_wildcard(g.segments_.back()) ||
+          g.segments_.back().find(kUserTemplate) != std::string::npos)
         return fail("path pattern \"" + std::string(pattern) +
-                    "\" has \"..\" after a wildcard segment; expected a pattern without \"..\"");
+                    "\" has \"..\" after a wildcard or {user} segment; expected a pattern without "
+                    "\"..\"");
       g.segments_.pop_back();
       continue;
     }
@@ -203,13 +214,29 @@ bool run(const std::vector<std::string> &pat, std::string_view path, bool mode_o
 } // namespace
 
 bool PathGlob::matches(std::string_view path) const {
-  if (!is_normalized_absolute_path(path)) return false;
+  if (user_template_ || !is_normalized_absolute_path(path)) return false;
   return run(segments_, path, false);
 }
 
 bool PathGlob::overlaps(std::string_view path) const {
-  if (!is_normalized_absolute_path(path)) return true;
+  if (user_template_ || !is_normalized_absolute_path(path)) return true;
   return run(segments_, path, true);
+}
+
+std::optional<PathGlob> PathGlob::bind_user(std::string_view user) const {
+  if (!user_template_) return *this;
+  if (user.empty() || user == "." || user == ".." || user.size() > 255) return std::nullopt;
+  for (char c : user) {
+    auto uc = static_cast<unsigned char>(c);
+    if (uc < 0x20 || uc == 0x7F || c == '/' || c == '\\' || c == '*' || c == '?' || c == '[' ||
+        c == ']' || c == '{' || c == '}')
+      return std::nullopt;
+  }
+  std::string bound = text_;
+  for (std::size_t at = 0; (at = bound.find(kUserTemplate, at)) != std::string::npos;
+       at += user.size())
+    bound.replace(at, kUserTemplate.size(), user);
+  return compile(bound, nullptr);
 }
 
 } // namespace portcullis

@@ -1,6 +1,7 @@
 // Host-path globs for policies. A pattern is an absolute path whose segments may use `*` (any
 // run of characters within one segment), `?` (exactly one character) or be exactly `**` (any
-// number of segments, including none). Patterns are normalized lexically when compiled.
+// number of segments, including none), and `{user}` (the caller's name, bound per request).
+// Patterns are normalized lexically when compiled.
 #pragma once
 
 #include <optional>
@@ -19,9 +20,18 @@ public:
   // is wrong and what is expected.
   static std::optional<PathGlob> compile(std::string_view pattern, std::string *error);
 
-  // The pattern after normalization, e.g. "/srv/projects/**".
+  // The pattern after normalization, e.g. "/srv/projects/**" or "/home/{user}/**".
   const std::string &text() const { return text_; }
   bool has_wildcards() const { return has_wildcards_; }
+
+  // `{user}` in a pattern stands for the caller's principal name ("/home/{user}/**"). Such a
+  // template must be bound before use: an unbound one matches nothing and overlaps everything
+  // (fail closed both ways).
+  bool has_user_template() const { return user_template_; }
+  // The pattern with `{user}` replaced by `user`. nullopt when the name cannot be a path
+  // segment: empty, "." or "..", or containing '/', '\', a wildcard or brace, or a control
+  // character. Callers fail closed on nullopt.
+  std::optional<PathGlob> bind_user(std::string_view user) const;
 
   // True when `path` (an absolute, lexically normalized path) matches the whole pattern.
   // A path that is not absolute and normalized never matches.
@@ -37,6 +47,7 @@ private:
   std::string text_;
   std::vector<std::string> segments_; // "**" or a segment pattern
   bool has_wildcards_ = false;
+  bool user_template_ = false;
 };
 
 // Lexically normalizes an absolute path ("//", ".", ".." resolved; ".." at the root stays at

@@ -601,6 +601,21 @@ else
   detail "$LAST_OUT"
 fi
 
+# --- per-user host paths ({user}) ------------------------------------------------------------
+deny "alice: Mounts bind /home/bob/src (another user's home, {user} is alice): dev rule" \
+  "$RULE_DEV_RUN" alice POST "$C" "${JSON[@]}" \
+  --data-binary "$(create_body '{"Mounts":[{"Type":"bind","Source":"/home/bob/src","Target":"/s","ReadOnly":true}]}')"
+# Her own home passes the plugin; the daemon then refuses the missing path itself (nothing is
+# created on the host), which shows the request reached it.
+api alice POST "$C" "${JSON[@]}" \
+  --data-binary "$(create_body '{"Mounts":[{"Type":"bind","Source":"/home/alice/portcullis-e2e-missing","Target":"/s","ReadOnly":true}]}')"
+if [[ "$API_CODE" == 400 && "$API_BODY" == *"does not exist"* ]]; then
+  ok "alice: Mounts bind /home/alice/... passes the plugin (the daemon answers: path does not exist)"
+else
+  not_ok "alice: Mounts bind /home/alice/... passes the plugin (HTTP $API_CODE)"
+  detail "${API_BODY:0:400}"
+fi
+
 # --- still enforcing afterwards ----------------------------------------------------------------
 deny "after all of the above: plain Privileged create still denied by the same rule" \
   "$RULE_DEV_RUN" alice POST "$C" "${JSON[@]}" --data-binary "$PRIV_BODY"

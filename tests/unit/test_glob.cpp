@@ -146,3 +146,38 @@ TEST_CASE("glob: many segments and stars stay fast and correct") {
   CHECK_FALSE(s.matches("/" + std::string(500, 'a')));
   CHECK(s.matches("/" + std::string(500, 'a') + "b"));
 }
+
+TEST_CASE("glob: {user} templates are bound to the caller's name, fail closed unbound") {
+  std::string why;
+  auto g = PathGlob::compile("/home/{user}/**", &why);
+  REQUIRE_MESSAGE(g, why);
+  CHECK(g->has_user_template());
+  CHECK(g->text() == "/home/{user}/**");
+  // Unbound: matches nothing, overlaps everything.
+  CHECK_FALSE(g->matches("/home/alice/src"));
+  CHECK(g->overlaps("/opt"));
+  auto alice = g->bind_user("alice");
+  REQUIRE(alice);
+  CHECK_FALSE(alice->has_user_template());
+  CHECK(alice->matches("/home/alice/src"));
+  CHECK_FALSE(alice->matches("/home/bob/src"));
+  CHECK(alice->matches("/home/alice")); // "**" is also zero segments
+  CHECK(alice->overlaps("/home"));
+  // Names that cannot be one path segment are not bound (callers fail closed).
+  for (const char *bad : {"", ".", "..", "a/b", "*", "a?", "[x]", "{user}", "a\\b"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(g->bind_user(bad));
+  }
+  // Inside a segment, twice, and a pattern without the template binds to itself.
+  auto two = PathGlob::compile("/srv/{user}-data/{user}", &why);
+  REQUIRE(two);
+  CHECK(two->bind_user("bob")->matches("/srv/bob-data/bob"));
+  auto plain = PathGlob::compile("/srv/**", &why);
+  REQUIRE(plain);
+  CHECK_FALSE(plain->has_user_template());
+  CHECK(plain->bind_user("x/y")->matches("/srv/a")); // no template: the name does not matter
+  // Other braces and ".." after {user} are errors.
+  CHECK_FALSE(PathGlob::compile("/home/{USER}/**", &why));
+  CHECK_FALSE(PathGlob::compile("/home/{user}/../etc", &why));
+  CHECK_MESSAGE(why.find("{user}") != std::string::npos, why);
+}

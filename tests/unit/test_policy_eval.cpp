@@ -729,3 +729,40 @@ bindings:
   expect(u, with_port(create(), 0, 7), false, "no-low-ports");
   expect(user("root"), with_port(create(), 9000, 8000), false, "no-random");
 }
+
+TEST_CASE("policy eval: {user} in host paths is the caller's own directory") {
+  auto p = must_compile(R"(version: 1
+roles:
+  dev:
+    rules:
+      - name: dev-home
+        actions: [container.create]
+        when:
+          host_paths:
+            allow: ["/home/{user}/**"]
+            deny: ["/home/{user}/.ssh"]
+guardrails:
+  - name: no-other-homes-ro
+    actions: [container.create]
+    when:
+      host_paths: ["/secret/{user}"]
+bindings:
+  - role: dev
+    groups: [devs]
+)");
+  auto alice = user("alice", {"devs"});
+  CHECK(p->evaluate(alice, with_mount(create(), "/home/alice/src", true)).allow);
+  auto other = p->evaluate(alice, with_mount(create(), "/home/bob/src", true));
+  CHECK_FALSE(other.allow);
+  CHECK(other.rule == "dev-home");
+  CHECK(p->evaluate(alice, with_mount(create(), "/home/alice/.ssh", true)).rule == "dev-home");
+  CHECK_FALSE(p->evaluate(alice, with_mount(create(), "/home/alice/.ssh", true)).allow);
+  CHECK(p->evaluate(alice, with_mount(create(), "/secret/alice", true)).rule ==
+        "no-other-homes-ro");
+  CHECK(p->evaluate(alice, with_mount(create(), "/secret/bob", true)).rule != "no-other-homes-ro");
+  // A name that cannot be a path segment: the allow never matches, deny and guardrail always do.
+  auto odd = user("..", {"devs"});
+  auto d = p->evaluate(odd, with_mount(create(), "/home/x", true));
+  CHECK_FALSE(d.allow);
+  CHECK(d.rule == "no-other-homes-ro");
+}

@@ -105,10 +105,10 @@ TEST_CASE("examples/policy.yaml: developer") {
   d = p->evaluate(alice(), mount(create(), "/etc", true));
   CHECK_FALSE(d.allow);
   CHECK(d.rule == "no-docker-socket");
-  d = p->evaluate(alice(), mount(create(), "/home/alice", true));
+  d = p->evaluate(alice(), mount(create(), "/opt/tools", true));
   CHECK_FALSE(d.allow);
   CHECK(d.rule == "dev-run-containers");
-  CHECK(d.reason.find("host path /home/alice is not under an allowed path") != std::string::npos);
+  CHECK(d.reason.find("host path /opt/tools is not under an allowed path") != std::string::npos);
 
   d = p->evaluate(alice(), mount(create(), "/srv/projects/.credentials/aws", true));
   CHECK_FALSE(d.allow);
@@ -143,6 +143,16 @@ TEST_CASE("examples/policy.yaml: developer") {
   CHECK(d.rule == "no-plugin-management");
   CHECK(p->evaluate(alice(), mount(create(), "/var/run/docker.sock", false)).rule ==
         "no-docker-socket");
+}
+
+TEST_CASE("examples/policy.yaml: each developer mounts only their own home") {
+  auto p = example();
+  CHECK(p->evaluate(alice(), mount(create(), "/home/alice/src", true)).allow);
+  auto bobs = p->evaluate(alice(), mount(create(), "/home/bob/src", true));
+  CHECK_FALSE(bobs.allow);
+  CHECK(bobs.rule == "dev-run-containers");
+  CHECK_FALSE(p->evaluate(alice(), mount(create(), "/home/alice/src", false)).allow); // read-only
+  CHECK_FALSE(p->evaluate(alice(), mount(create(), "/home", true)).allow);
 }
 
 TEST_CASE("examples/policy.yaml: operator") {
