@@ -82,10 +82,17 @@ std::string role_list(const std::vector<std::string> &roles) {
 }
 
 // "" when every limit of `r` holds for `req`; otherwise why not.
-// `g` with {user} bound to the caller; nullopt when the name cannot be bound (callers fail
-// closed). A glob without the template is used as it is.
-std::optional<PathGlob> for_caller(const PathGlob &g, std::string_view user) {
-  return g.bind_user(user);
+// A glob with {user} is bound to the caller first. A name that cannot be bound fails closed: an
+// allow pattern matches nothing, a deny pattern or guardrail overlaps everything.
+bool matches_for(const PathGlob &g, std::string_view path, std::string_view user) {
+  if (!g.has_user_template()) return g.matches(path);
+  auto bound = g.bind_user(user);
+  return bound && bound->matches(path);
+}
+bool overlaps_for(const PathGlob &g, std::string_view path, std::string_view user) {
+  if (!g.has_user_template()) return g.overlaps(path);
+  auto bound = g.bind_user(user);
+  return !bound || bound->overlaps(path);
 }
 
 std::string limit_failure(const CompiledAllowRule &r, const Request &req, std::string_view user) {
@@ -104,21 +111,15 @@ std::string limit_failure(const CompiledAllowRule &r, const Request &req, std::s
     for (const auto &m : c.host_mounts) {
       if (!is_normalized_absolute_path(m.path))
         return pre() + ": host path " + shown(m.path) + " is not a normalized absolute path";
-      bool allowed = std::any_of(L.host_allow.begin(), L.host_allow.end(), [&](const PathGlob &g) {
-        if (!g.has_user_template()) return g.matches(m.path);
-        auto bound = for_caller(g, user);
-        return bound && bound->matches(m.path);
-      });
+      bool allowed = std::any_of(L.host_allow.begin(), L.host_allow.end(),
+                                 [&](const PathGlob &g) { return matches_for(g, m.path, user); });
       if (!allowed) {
         if (L.host_allow.empty())
           return pre() + " does not permit host mounts (host path " + bare(m.path) + ")";
         return pre() + ": host path " + bare(m.path) + " is not under an allowed path";
       }
       for (const auto &g : L.host_deny)
-        if (!g.has_user_template() ? g.overlaps(m.path) : [&] {
-              auto bound = for_caller(g, user);
-              return !bound || bound->overlaps(m.path);
-            }())
+        if (overlaps_for(g, m.path, user))
           return pre() + ": host path " + bare(m.path) + " is at, under or above the denied path " +
                  g.text();
       if (L.host_read_only && !m.read_only)
@@ -198,10 +199,7 @@ bool matchers_hold(const Matchers &w, const Request &req, std::string *detail,
     bool hit = false;
     for (const auto &m : c->host_mounts) {
       for (const auto &g : *w.host_paths)
-        if (!g.has_user_template() ? g.overlaps(m.path) : [&] {
-              auto bound = for_caller(g, user);
-              return !bound || bound->overlaps(m.path);
-            }()) {
+        if (overlaps_for(g, m.path, user)) {
           hit = true;
           note("host path " + bare(m.path) + " (matches " + g.text() + ")");
           break;
