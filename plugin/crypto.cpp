@@ -3,9 +3,11 @@
 #include <array>
 #include <memory>
 #include <openssl/bio.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <stdexcept>
@@ -180,6 +182,84 @@ std::optional<CertificateInfo> parse_certificate_pem(std::string_view pem) {
   if (X509_digest(cert.get(), EVP_sha256(), md, &mdlen) != 1) return std::nullopt;
   info.sha256_fingerprint = to_hex(md, mdlen);
   return info;
+}
+
+} // namespace portcullis
+
+namespace portcullis {
+
+std::optional<PublicKey> PublicKey::from_pem(std::string_view pem, std::string *error) {
+  auto fail = [&](const char *why) -> std::optional<PublicKey> {
+    if (error) *error = why;
+    return std::nullopt;
+  };
+  if (pem.size() > 64 * 1024) return fail("the key file is larger than 64 KiB");
+  if (pem.find("-----BEGIN PUBLIC KEY-----") == std::string_view::npos)
+    return fail("not a PEM public key (expected \"-----BEGIN PUBLIC KEY-----\")");
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
+  if (!bio) return fail("out of memory");
+  EVP_PKEY *raw = PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr);
+  if (!raw) return fail("the PEM public key cannot be parsed");
+  PublicKey k;
+  k.key_ = std::shared_ptr<::evp_pkey_st>(raw, EVP_PKEY_free);
+  if (PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr) != nullptr)
+    return fail("the file holds more than one public key");
+  switch (EVP_PKEY_get_base_id(raw)) {
+  case EVP_PKEY_EC: {
+    char group[64] = {0};
+    std::size_t len = 0;
+    if (EVP_PKEY_get_utf8_string_param(raw, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
+                                       &len) != 1)
+      return fail("the EC key has no named curve");
+    const std::string g(group, len);
+    if (g == "prime256v1" || g == "P-256")
+      k.algorithm_ = "ecdsa-p256";
+    else if (g == "secp384r1" || g == "P-384")
+      k.algorithm_ = "ecdsa-p384";
+    else
+      return fail("EC keys must be on P-256 or P-384");
+    break;
+  }
+  case EVP_PKEY_ED25519:
+    k.algorithm_ = "ed25519";
+    break;
+  case EVP_PKEY_RSA: {
+    const int bits = EVP_PKEY_get_bits(raw);
+    if (bits < 2048) return fail("RSA keys must have at least 2048 bits");
+    k.algorithm_ = "rsa-" + std::to_string(bits);
+    break;
+  }
+  default:
+    return fail("unsupported key type (expected ECDSA P-256/P-384, Ed25519 or RSA)");
+  }
+  unsigned char *der = nullptr;
+  const int der_len = i2d_PUBKEY(raw, &der);
+  if (der_len <= 0) return fail("the key cannot be encoded");
+  k.fingerprint_ = "sha256:" + sha256_hex(std::string_view(reinterpret_cast<char *>(der),
+                                                           static_cast<std::size_t>(der_len)));
+  OPENSSL_free(der);
+  return k;
+}
+
+bool PublicKey::verify(std::string_view data, std::string_view signature) const {
+  if (!key_ || signature.empty() || signature.size() > 4096) return false;
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!ctx) return false;
+  const EVP_MD *md = nullptr; // Ed25519 hashes internally
+  if (algorithm_ == "ecdsa-p384")
+    md = EVP_sha384();
+  else if (algorithm_ != "ed25519")
+    md = EVP_sha256();
+  EVP_PKEY_CTX *pctx = nullptr;
+  if (EVP_DigestVerifyInit(ctx.get(), &pctx, md, nullptr, key_.get()) != 1) return false;
+  if (algorithm_.rfind("rsa-", 0) == 0 &&
+      EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1)
+    return false;
+  const int r = EVP_DigestVerify(
+      ctx.get(), reinterpret_cast<const unsigned char *>(signature.data()), signature.size(),
+      reinterpret_cast<const unsigned char *>(data.data()), data.size());
+  return r == 1;
 }
 
 } // namespace portcullis

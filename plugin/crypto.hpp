@@ -1,10 +1,13 @@
 // Every OpenSSL call of the plugin lives behind this header (base64, hashes, randomness, X.509).
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+struct evp_pkey_st; // OpenSSL's EVP_PKEY, kept out of this header
 
 namespace portcullis {
 
@@ -34,6 +37,27 @@ struct CertificateInfo {
   std::vector<std::string> san_emails; // subjectAltName rfc822Name values, in order
   std::vector<std::string> san_uris;   // subjectAltName uniformResourceIdentifier values
   std::string sha256_fingerprint;      // hex of the DER's SHA-256
+};
+
+// A public key for signature checks: PEM SubjectPublicKeyInfo ("-----BEGIN PUBLIC KEY-----"), as
+// cosign writes them. Accepted: ECDSA P-256 (SHA-256) and P-384 (SHA-384), Ed25519, RSA of at
+// least 2048 bits (PKCS#1 v1.5, SHA-256). Immutable and cheap to copy.
+class PublicKey {
+public:
+  // nullopt and *error set when the text is not exactly one such key.
+  static std::optional<PublicKey> from_pem(std::string_view pem, std::string *error);
+  // "ecdsa-p256", "ecdsa-p384", "ed25519", "rsa-<bits>"
+  const std::string &algorithm() const { return algorithm_; }
+  // "sha256:<hex>" of the DER SubjectPublicKeyInfo: names the key in logs and explanations.
+  const std::string &fingerprint() const { return fingerprint_; }
+  // True when `signature` (raw bytes: DER ECDSA-Sig-Value, 64-byte Ed25519, RSA PKCS#1 v1.5) is a
+  // valid signature of `data` by this key. Never throws.
+  bool verify(std::string_view data, std::string_view signature) const;
+
+private:
+  std::shared_ptr<::evp_pkey_st> key_;
+  std::string algorithm_;
+  std::string fingerprint_;
 };
 
 // Parses the first certificate of a PEM text. nullopt when it is not a valid certificate, or when
