@@ -4,6 +4,7 @@
 #include <memory>
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -203,8 +204,11 @@ std::optional<PublicKey> PublicKey::from_pem(std::string_view pem, std::string *
   if (!raw) return fail("the PEM public key cannot be parsed");
   PublicKey k;
   k.key_ = std::shared_ptr<::evp_pkey_st>(raw, EVP_PKEY_free);
-  if (PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr) != nullptr)
+  if (EVP_PKEY *second = PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr)) {
+    EVP_PKEY_free(second);
     return fail("the file holds more than one public key");
+  }
+  ERR_clear_error(); // the failed read of a second key leaves an error on this thread's queue
   switch (EVP_PKEY_get_base_id(raw)) {
   case EVP_PKEY_EC: {
     char group[64] = {0};
