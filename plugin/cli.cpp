@@ -1,16 +1,23 @@
 #include "plugin/cli.hpp"
 
 #include "plugin/config.hpp"
+#include "plugin/crypto.hpp"
 #include "plugin/directories.hpp"
+#include "plugin/imageref.hpp"
+#include "plugin/registry.hpp"
 #include "plugin/routes.hpp"
 #include "plugin/server.hpp"
 #include "plugin/service.hpp"
+#include "plugin/signatures.hpp"
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -31,6 +38,13 @@ Usage:
                                       resolve a user as the plugin would: directory entry,
                                       groups (with the nesting that led to each), roles and
                                       the bindings that grant them
+  portcullis image verify --config FILE REF
+                                      check REF's signatures in its registry against the
+                                      policy's image_trust and explain which rule, key and
+                                      signature decided (exit 0 when trusted)
+  portcullis image sign --key KEY [--config FILE] [--format legacy|bundle] REF
+                                      sign REF in its registry with an unencrypted PEM private
+                                      key, in cosign's format (default legacy)
   portcullis routes                   print the Engine API route table as Markdown
                                       (docs/ROUTES.md is this output)
   portcullis version                  print the version
@@ -218,6 +232,134 @@ int cmd_whoami(const std::vector<std::string> &args) {
   return 0;
 }
 
+// Registry client options from a configuration's `registries` section.
+std::optional<RegistryOptions> registry_options(const Config *config) {
+  RegistryOptions ro;
+  if (!config) return ro;
+  ro.ca_file = config->registries.ca_file;
+  for (const auto &[name, h] : config->registries.hosts) {
+    RegistryHostConfig hc;
+    hc.insecure_http = h.insecure_http;
+    hc.username = h.username;
+    if (!h.password_file.empty()) {
+      std::ifstream in(h.password_file, std::ios::binary);
+      std::getline(in, hc.password);
+      if (!in && !in.eof()) {
+        std::fprintf(stderr, "portcullis image: cannot read %s\n", h.password_file.c_str());
+        return std::nullopt;
+      }
+      if (!hc.password.empty() && hc.password.back() == '\r') hc.password.pop_back();
+    }
+    ro.hosts[name] = std::move(hc);
+  }
+  return ro;
+}
+
+int cmd_image(const std::vector<std::string> &args) {
+  const char *usage = "usage: portcullis image verify --config FILE REF\n"
+                      "       portcullis image sign --key KEY [--config FILE] "
+                      "[--format legacy|bundle] REF\n";
+  if (args.empty() || (args[0] != "verify" && args[0] != "sign")) {
+    std::fputs(usage, stderr);
+    return 64;
+  }
+  const bool verify = args[0] == "verify";
+  std::string config_path, key_path, format = "legacy", ref_text;
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    auto value = [&](const char *flag, std::string &out) {
+      if (args[i] == flag && i + 1 < args.size()) {
+        out = args[++i];
+        return true;
+      }
+      return false;
+    };
+    if (value("--config", config_path) || value("--key", key_path) || value("--format", format))
+      continue;
+    if (!args[i].empty() && args[i][0] != '-' && ref_text.empty()) {
+      ref_text = args[i];
+      continue;
+    }
+    std::fprintf(stderr, "portcullis image: unexpected argument '%s'\n%s", args[i].c_str(), usage);
+    return 64;
+  }
+  if (ref_text.empty() || (verify && config_path.empty()) || (!verify && key_path.empty()) ||
+      (format != "legacy" && format != "bundle")) {
+    std::fputs(usage, stderr);
+    return 64;
+  }
+  auto ref = parse_image_ref(ref_text);
+  if (!ref || ref->is_id) {
+    std::fprintf(stderr, "portcullis image: '%s' is not an image name\n", ref_text.c_str());
+    return 64;
+  }
+  std::optional<Config> config;
+  if (!config_path.empty()) {
+    ConfigResult cr = load_config(config_path);
+    if (!cr.config) {
+      std::fprintf(stderr, "portcullis image: %s\n", cr.error.c_str());
+      return 78;
+    }
+    config = std::move(cr.config);
+  }
+  auto ro = registry_options(config ? &*config : nullptr);
+  if (!ro) return 78;
+  auto registry = make_http_registry(std::move(*ro));
+  const long long timeout_ms = config ? config->registries.timeout_ms * 4 : 20'000;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  if (!verify) {
+    std::ifstream in(key_path, std::ios::binary);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    if (!in && !in.eof()) {
+      std::fprintf(stderr, "portcullis image sign: cannot read %s\n", key_path.c_str());
+      return 66;
+    }
+    std::string why;
+    auto key = PrivateKey::from_pem(ss.str(), &why);
+    if (!key) {
+      std::fprintf(stderr, "portcullis image sign: %s: %s\n", key_path.c_str(), why.c_str());
+      return 65;
+    }
+    SignResult r = sign_image(*ref, *key, format == "bundle", *registry, deadline);
+    if (!r.ok) {
+      std::fprintf(stderr, "portcullis image sign: %s\n", r.error.c_str());
+      return 1;
+    }
+    std::printf("signed %s@%s with key %s (%s)\nsignature: %s\n",
+                trust_repository_name(ref->registry, ref->repository).c_str(), r.digest.c_str(),
+                key->public_key().fingerprint().c_str(), key->public_key().algorithm().c_str(),
+                r.location.c_str());
+    return 0;
+  }
+  std::string error;
+  auto snap = load_policy_file(config->policy, error);
+  if (!snap) {
+    std::fprintf(stderr, "portcullis image verify: %s\n", error.c_str());
+    return 78;
+  }
+  if (!snap->trust) {
+    std::fprintf(stderr, "portcullis image verify: policy %s has no image_trust section\n",
+                 snap->path.c_str());
+    return 78;
+  }
+  SignatureGate gate;
+  gate.trust = snap->trust.get();
+  gate.policy_hash = snap->hash;
+  gate.registry = registry.get();
+  gate.deadline = deadline;
+  std::vector<std::string> trace;
+  const unsigned long before = registry->requests();
+  SignatureVerdict v = verify_reference(*ref, gate, trace);
+  std::printf("image:   %s\n", image_ref_string(*ref).c_str());
+  std::printf("policy:  %s (%s)\n", snap->path.c_str(), snap->hash.c_str());
+  for (const auto &t : trace)
+    std::printf("  %s\n", t.c_str());
+  std::printf("result:  %s: %s\n", v.ok ? (v.status == "warn" ? "WARN" : "TRUSTED") : "REFUSED",
+              v.detail.c_str());
+  std::printf("registry requests: %lu\n", registry->requests() - before);
+  return v.ok && v.status == "verified" ? 0 : 1;
+}
+
 } // namespace
 
 int run_cli(int argc, char **argv) {
@@ -232,6 +374,7 @@ int run_cli(int argc, char **argv) {
     if (cmd == "serve") return cmd_serve(args);
     if (cmd == "policy") return cmd_policy(args);
     if (cmd == "whoami") return cmd_whoami(args);
+    if (cmd == "image") return cmd_image(args);
     if (cmd == "routes") {
       if (!args.empty()) {
         std::fprintf(stderr, "usage: portcullis routes\n");

@@ -1,5 +1,6 @@
 #include "plugin/config.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -333,7 +334,8 @@ ConfigResult parse_config(const std::string &text, const std::string &filename,
     if (!root.IsMap()) throw ConfigError{where(filename, root) + ": expected a mapping"};
     check_keys(root,
                {"socket", "socket_mode", "socket_group", "policy", "directory", "decision_log",
-                "threads", "log_level", "limits", "default_api_version", "identity", "daemon"},
+                "threads", "log_level", "limits", "default_api_version", "identity", "daemon",
+                "registries"},
                filename, "the configuration");
     if (auto n = root["socket"]) c.socket = resolve(base_dir, str(n, filename, "socket"));
     if (auto n = root["socket_mode"]) {
@@ -392,6 +394,58 @@ ConfigResult parse_config(const std::string &text, const std::string &filename,
       if (auto n = d["max_pending"])
         c.daemon.max_pending =
             static_cast<int>(integer(n, filename, "daemon.max_pending", 1, 100'000));
+    }
+    if (auto d = root["registries"]) {
+      if (!d.IsMap()) throw ConfigError{where(filename, d) + ": 'registries' must be a mapping"};
+      check_keys(
+          d, {"timeout_ms", "verified_ttl_s", "unsigned_ttl_s", "error_ttl_s", "ca_file", "hosts"},
+          filename, "'registries'");
+      auto &R = c.registries;
+      if (auto n = d["timeout_ms"])
+        R.timeout_ms = integer(n, filename, "registries.timeout_ms", 100, 20'000);
+      if (auto n = d["verified_ttl_s"])
+        R.verified_ttl_s = integer(n, filename, "registries.verified_ttl_s", 0, 86'400);
+      if (auto n = d["unsigned_ttl_s"])
+        R.unsigned_ttl_s = integer(n, filename, "registries.unsigned_ttl_s", 0, 3'600);
+      if (auto n = d["error_ttl_s"])
+        R.error_ttl_s = integer(n, filename, "registries.error_ttl_s", 0, 300);
+      if (auto n = d["ca_file"])
+        R.ca_file = resolve(base_dir, str(n, filename, "registries.ca_file"));
+      if (auto h = d["hosts"]) {
+        if (!h.IsMap())
+          throw ConfigError{where(filename, h) + ": 'registries.hosts' must be a mapping of "
+                                                 "registry names to settings"};
+        for (auto kv : h) {
+          const std::string name = kv.first.as<std::string>();
+          const std::string w = "registries.hosts." + name;
+          if (name.empty() || name.find_first_of("/ \t") != std::string::npos ||
+              std::any_of(name.begin(), name.end(),
+                          [](unsigned char ch) { return std::isupper(ch) || ch < 0x20; }))
+            throw ConfigError{where(filename, kv.first) + ": '" + name +
+                              "' is not a registry name; expected lower-case host[:port]"};
+          RegistryHostSettings hs;
+          if (!kv.second.IsNull()) {
+            if (!kv.second.IsMap())
+              throw ConfigError{where(filename, kv.second) + ": '" + w + "' must be a mapping"};
+            check_keys(kv.second, {"insecure_http", "username", "password_file"}, filename,
+                       "'" + w + "'");
+            if (auto n = kv.second["insecure_http"]) {
+              const std::string b = str(n, filename, w + ".insecure_http");
+              if (b != "true" && b != "false")
+                throw ConfigError{where(filename, n) + ": '" + w +
+                                  ".insecure_http' must be true or false"};
+              hs.insecure_http = b == "true";
+            }
+            if (auto n = kv.second["username"]) hs.username = str(n, filename, w + ".username");
+            if (auto n = kv.second["password_file"])
+              hs.password_file = resolve(base_dir, str(n, filename, w + ".password_file"));
+            if (hs.username.empty() != hs.password_file.empty())
+              throw ConfigError{where(filename, kv.second) + ": '" + w +
+                                "' needs both username and password_file, or neither"};
+          }
+          R.hosts.emplace_back(name, std::move(hs));
+        }
+      }
     }
     if (auto n = root["decision_log"])
       c.decision_log = resolve(base_dir, str(n, filename, "decision_log"));

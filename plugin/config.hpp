@@ -67,6 +67,23 @@ struct DaemonConfig {
   int max_pending = 64;                        // requests queued for lookups; more are denied
 };
 
+// One registry portcullis reads signatures from (docs/IMAGE-TRUST.md).
+struct RegistryHostSettings {
+  bool insecure_http = false; // plain HTTP (loopback registries always use it)
+  std::string username;       // credentials portcullis holds; "" = anonymous
+  std::string password_file;  // file with the password (mode 0600 or stricter)
+};
+
+// Registry access for image signature checks.
+struct RegistriesConfig {
+  long long timeout_ms = 5'000;     // all registry calls of one decision together
+  long long verified_ttl_s = 3'600; // a verified (repository, digest) is reused this long
+  long long unsigned_ttl_s = 30;    // "no trusted signature" is reused this long
+  long long error_ttl_s = 5;        // a registry error is reused this long
+  std::string ca_file;              // "" = the system's CA store
+  std::vector<std::pair<std::string, RegistryHostSettings>> hosts; // by registry name
+};
+
 struct Config {
   std::string file; // where it was loaded from
   std::string socket = "/run/docker/plugins/portcullis.sock";
@@ -79,6 +96,7 @@ struct Config {
   DirectoryCacheConfig cache;          // for type "ldap"
   IdentityConfig identity;
   DaemonConfig daemon;
+  RegistriesConfig registries;
   std::string decision_log; // JSON-lines file ("" = decisions go to stderr only)
   int threads = 2;
   std::string log_level = "info";

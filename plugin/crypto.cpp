@@ -266,4 +266,58 @@ bool PublicKey::verify(std::string_view data, std::string_view signature) const 
   return r == 1;
 }
 
+std::optional<PrivateKey> PrivateKey::from_pem(std::string_view pem, std::string *error) {
+  auto fail = [&](std::string why) -> std::optional<PrivateKey> {
+    if (error) *error = std::move(why);
+    ERR_clear_error();
+    return std::nullopt;
+  };
+  if (pem.size() > 64 * 1024) return fail("the key file is larger than 64 KiB");
+  if (pem.find("ENCRYPTED") != std::string_view::npos)
+    return fail("encrypted private keys are not supported (sign with cosign for cosign key "
+                "files, or use an unencrypted PEM key from openssl)");
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
+  if (!bio) return fail("out of memory");
+  // An empty passphrase callback result: never prompt on a terminal.
+  auto no_pass = [](char *, int, int, void *) -> int { return 0; };
+  EVP_PKEY *raw = PEM_read_bio_PrivateKey(bio.get(), nullptr, no_pass, nullptr);
+  if (!raw) return fail("the PEM private key cannot be parsed");
+  PrivateKey k;
+  k.key_ = std::shared_ptr<::evp_pkey_st>(raw, EVP_PKEY_free);
+  std::unique_ptr<BIO, decltype(&BIO_free)> out(BIO_new(BIO_s_mem()), BIO_free);
+  if (!out || PEM_write_bio_PUBKEY(out.get(), raw) != 1)
+    return fail("cannot encode the public key");
+  char *data = nullptr;
+  long len = BIO_get_mem_data(out.get(), &data);
+  k.public_pem_.assign(data, static_cast<std::size_t>(len));
+  std::string why;
+  auto pub = PublicKey::from_pem(k.public_pem_, &why);
+  if (!pub) return fail(why);
+  k.public_ = std::move(*pub);
+  ERR_clear_error();
+  return k;
+}
+
+std::string PrivateKey::sign(std::string_view data) const {
+  if (!key_) return {};
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!ctx) return {};
+  const std::string &alg = public_.algorithm();
+  const EVP_MD *md = alg == "ed25519" ? nullptr : alg == "ecdsa-p384" ? EVP_sha384() : EVP_sha256();
+  EVP_PKEY_CTX *pctx = nullptr;
+  if (EVP_DigestSignInit(ctx.get(), &pctx, md, nullptr, key_.get()) != 1) return {};
+  if (alg.rfind("rsa-", 0) == 0 && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1)
+    return {};
+  std::size_t len = 0;
+  const auto *in = reinterpret_cast<const unsigned char *>(data.data());
+  if (EVP_DigestSign(ctx.get(), nullptr, &len, in, data.size()) != 1) return {};
+  std::string sig(len, '\0');
+  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char *>(sig.data()), &len, in,
+                     data.size()) != 1)
+    return {};
+  sig.resize(len);
+  return sig;
+}
+
 } // namespace portcullis

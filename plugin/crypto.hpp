@@ -55,9 +55,28 @@ public:
   bool verify(std::string_view data, std::string_view signature) const;
 
 private:
+  friend class PrivateKey;
   std::shared_ptr<::evp_pkey_st> key_;
   std::string algorithm_;
   std::string fingerprint_;
+};
+
+// A private signing key for `portcullis image sign`: unencrypted PEM ("BEGIN PRIVATE KEY" or
+// "BEGIN EC PRIVATE KEY", as `openssl genpkey`/`ecparam -genkey` write them) of the types
+// PublicKey accepts. (cosign's own encrypted key files are not OpenSSL formats.)
+class PrivateKey {
+public:
+  static std::optional<PrivateKey> from_pem(std::string_view pem, std::string *error);
+  // The signature of `data` in the form PublicKey::verify takes; "" on failure.
+  std::string sign(std::string_view data) const;
+  // The matching public key, and its PEM SubjectPublicKeyInfo text.
+  const PublicKey &public_key() const { return public_; }
+  const std::string &public_pem() const { return public_pem_; }
+
+private:
+  std::shared_ptr<::evp_pkey_st> key_;
+  PublicKey public_;
+  std::string public_pem_;
 };
 
 // Parses the first certificate of a PEM text. nullopt when it is not a valid certificate, or when

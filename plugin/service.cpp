@@ -9,6 +9,7 @@
 #include <fstream>
 #include <spdlog/spdlog.h>
 #include <sstream>
+#include <sys/stat.h>
 
 namespace portcullis {
 
@@ -23,6 +24,31 @@ bool read_file(const std::string &path, std::string &out) {
   ss << in.rdbuf();
   out = ss.str();
   return static_cast<bool>(in) || in.eof();
+}
+
+// A password file: not readable by group or others, at most 4 KiB, one trailing newline dropped.
+std::optional<std::string> read_secret_file(const std::string &path, std::string &error) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    error = "cannot read password file " + path;
+    return std::nullopt;
+  }
+  if ((st.st_mode & 077) != 0) {
+    error = "password file " + path + " is readable by group or others; chmod 600 it";
+    return std::nullopt;
+  }
+  std::string text;
+  if (st.st_size > 4096 || !read_file(path, text)) {
+    error = "cannot read password file " + path + " (or it is larger than 4 KiB)";
+    return std::nullopt;
+  }
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  if (!text.empty() && text.back() == '\r') text.pop_back();
+  if (text.empty()) {
+    error = "password file " + path + " is empty";
+    return std::nullopt;
+  }
+  return text;
 }
 
 // Messages reach docker clients and logs: printable ASCII only, bounded length.
@@ -104,6 +130,17 @@ LogRecord facts_record(const Request &req) {
     if (!c.unsafe.empty()) f.set("unsafe", c.unsafe);
   }
   if (req.image) f.set("image", image_record(*req.image));
+  if (req.signature) {
+    const SignatureVerdict &v = *req.signature;
+    LogRecord sig;
+    sig.set("ok", v.ok).set("status", v.status);
+    if (!v.image.empty()) sig.set("image", sanitize(v.image, 512));
+    if (!v.trust_rule.empty()) sig.set("trust_rule", v.trust_rule);
+    if (!v.keys.empty()) sig.set("keys", v.keys);
+    if (!v.cache.empty()) sig.set("cache", v.cache);
+    sig.set("detail", sanitize(v.detail));
+    f.set("signature", sig);
+  }
   if (!req.api_version.empty()) f.set("api_version", req.api_version);
   return f;
 }
@@ -134,7 +171,7 @@ std::optional<Request> own_lookup(const AuthzRequest &ar, std::string_view token
   o.resolve_host_path = nullptr;
   Request r = normalize(raw, o);
   if (r.invalid || (r.action != "volume.inspect" && r.action != "exec.inspect" &&
-                    r.action != "container.inspect")) {
+                    r.action != "container.inspect" && r.action != "image.inspect")) {
     spdlog::warn("a request with this plugin's lookup token is not a lookup ({}): judged by the "
                  "policy",
                  sanitize(r.action, 64));
@@ -189,8 +226,21 @@ std::shared_ptr<PolicySnapshot> load_policy_file(const std::string &path, std::s
     errors = all.empty() ? path + ": policy failed to compile" : all;
     return nullptr;
   }
+  std::shared_ptr<const TrustPolicy> trust;
+  if (const ImageTrustSpec *spec = r.policy->image_trust()) {
+    std::vector<std::string> problems;
+    trust = TrustPolicy::build(*spec, path, problems);
+    if (!trust) {
+      std::string all;
+      for (const auto &p : problems)
+        all += (all.empty() ? "" : "\n") + p;
+      errors = all.empty() ? path + ": image_trust keys failed to load" : all;
+      return nullptr;
+    }
+  }
   auto snap = std::make_shared<PolicySnapshot>();
   snap->policy = r.policy;
+  snap->trust = std::move(trust);
   snap->hash = "sha256:" + sha256_hex(text);
   snap->path = path;
   snap->directory = std::move(directory);
@@ -210,6 +260,27 @@ std::unique_ptr<AuthzService> AuthzService::create(const Config &config, std::st
     svc->daemon_.emplace(DaemonClientOptions{config.daemon.socket,
                                              std::chrono::milliseconds(config.daemon.timeout_ms),
                                              1u << 20, random_hex(32)}); // 256 bits
+  }
+  {
+    RegistryOptions ro;
+    ro.ca_file = config.registries.ca_file;
+    for (const auto &[name, h] : config.registries.hosts) {
+      RegistryHostConfig hc;
+      hc.insecure_http = h.insecure_http;
+      hc.username = h.username;
+      if (!h.password_file.empty()) {
+        auto pw = read_secret_file(h.password_file, error);
+        if (!pw) return nullptr;
+        hc.password = std::move(*pw);
+      }
+      ro.hosts[name] = std::move(hc);
+    }
+    svc->registry_ = make_http_registry(std::move(ro));
+    VerdictCacheOptions co;
+    co.verified_ttl = std::chrono::seconds(config.registries.verified_ttl_s);
+    co.unsigned_ttl = std::chrono::seconds(config.registries.unsigned_ttl_s);
+    co.error_ttl = std::chrono::seconds(config.registries.error_ttl_s);
+    svc->verdicts_ = std::make_unique<VerdictCache>(co);
   }
   spdlog::info("policy loaded from {} ({}, {} roles, {} rules); directory: {}", snap->path,
                snap->hash, snap->policy->role_count(), snap->policy->rule_count(),
@@ -239,6 +310,7 @@ std::string AuthzService::reload(bool &ok) {
                     (old ? old->hash : "<none>") + ")";
   snapshot_.store(std::move(snap));
   if (remote_directory_) remote_directory_->flush();
+  if (verdicts_) verdicts_->flush(); // keys or rules may have changed
   ok = true;
   spdlog::info("{}", msg);
   return msg;
@@ -319,7 +391,11 @@ PluginReply AuthzService::authz_request(std::string_view body, bool may_block) {
       nopts.default_api_version = config_.default_api_version;
       req = normalize(raw, nopts);
       std::optional<std::string> lookup_error;
-      bool lookup = needs_daemon_facts(req);
+      // Signature checks (docs/IMAGE-TRUST.md) for callers whose role requires signed images.
+      const bool check_signature = snap->trust && !req.invalid &&
+                                   is_signature_gated_action(req.action) &&
+                                   snap->policy->requires_signed_images(*who);
+      bool lookup = needs_daemon_facts(req) || check_signature;
       if (lookup) {
         // A caller none of whose rules covers the action is denied whatever the daemon says
         // (facts only add guardrail matches and limit failures): no lookup for them, so they
@@ -348,7 +424,17 @@ PluginReply AuthzService::authz_request(std::string_view body, bool may_block) {
                 p, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
           };
         }
-        lookup_error = add_daemon_facts(req, nopts);
+        if (needs_daemon_facts(req)) lookup_error = add_daemon_facts(req, nopts);
+        if (!lookup_error && check_signature) {
+          SignatureGate gate;
+          gate.trust = snap->trust.get();
+          gate.policy_hash = snap->hash;
+          gate.registry = registry_.get();
+          gate.cache = verdicts_.get();
+          gate.daemon_get = nopts.daemon_get;
+          gate.deadline = Clock::now() + std::chrono::milliseconds(config_.registries.timeout_ms);
+          req.signature = judge_signature(req, gate);
+        }
       }
       if (lookup_error) {
         decision.rule = "daemon-lookup";

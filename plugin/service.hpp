@@ -7,6 +7,9 @@
 #include "plugin/daemon.hpp"
 #include "plugin/directory.hpp"
 #include "plugin/identity.hpp"
+#include "plugin/registry.hpp"
+#include "plugin/signatures.hpp"
+#include "plugin/trust.hpp"
 #include "policy/policy.hpp"
 
 #include <atomic>
@@ -30,7 +33,8 @@ struct PluginReply {
 struct PolicySnapshot {
   std::shared_ptr<const CompiledPolicy> policy;
   std::shared_ptr<const Directory> directory;
-  std::string hash; // "sha256:<hex>" of the policy file's bytes
+  std::shared_ptr<const TrustPolicy> trust; // image_trust with keys loaded; null when none
+  std::string hash;                         // "sha256:<hex>" of the policy file's bytes
   std::string path;
 };
 
@@ -72,6 +76,8 @@ private:
   std::atomic<std::shared_ptr<const PolicySnapshot>> snapshot_;
   DecisionLog log_;
   std::optional<DaemonClient> daemon_; // unset when daemon.socket is ""
+  std::unique_ptr<Registry> registry_; // signature checks (docs/IMAGE-TRUST.md)
+  std::unique_ptr<VerdictCache> verdicts_;
 };
 
 // "portcullis: <reason> [rule=<rule> decision=<id>]" — what the docker user sees on a deny.

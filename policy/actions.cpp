@@ -1,5 +1,7 @@
 #include "policy/actions.hpp"
 
+#include "policy/policy.hpp"
+
 #include <algorithm>
 
 namespace portcullis {
@@ -195,6 +197,20 @@ bool action_pattern_is_valid(std::string_view pattern) {
   for (auto a : known_actions())
     if (action_pattern_matches(pattern, a)) return true;
   return false;
+}
+
+} // namespace portcullis
+
+namespace portcullis {
+
+bool is_signature_gated_action(std::string_view action) {
+  return action == "container.create" || action == "container.start" || action == "image.pull" ||
+         action == "service.create" || action == "service.update";
+}
+
+bool is_image_producing_action(std::string_view action) {
+  return action == "image.load" || action == "image.import" || action == "container.commit" ||
+         action == "build" || action == "session" || action == "grpc";
 }
 
 } // namespace portcullis

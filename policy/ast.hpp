@@ -61,6 +61,7 @@ struct Limits {
   std::optional<HostPortSet> host_ports;    // nullopt: published ports are not limited
   bool devices = false;
   bool unsafe_settings = false;
+  bool signed_images = false; // from the role's require_signed_images (set by the compiler)
 };
 
 // Guardrail matchers: every one that is set must hold for the guardrail to match.
@@ -88,6 +89,8 @@ struct RoleAst {
   SourceMark mark;
   std::string description;
   std::vector<AllowRuleAst> rules;
+  std::optional<bool> require_signed_images; // unset: true when the policy has image_trust
+  SourceMark require_mark;
 };
 
 struct GuardrailAst {
@@ -111,12 +114,18 @@ struct PolicyAst {
   std::vector<RoleAst> roles; // file order
   std::vector<GuardrailAst> guardrails;
   std::vector<BindingAst> bindings;
+  std::optional<ImageTrustSpec> image_trust;
+  SourceMark image_trust_mark;
 };
 
 // Parses YAML or JSON text and validates its shape and values. Every problem found is appended
 // to `errors` (with 1-based line:column); the returned AST is only meaningful when none was.
 PolicyAst load_policy_ast(std::string_view text, std::string_view filename,
                           std::vector<Diagnostic> &errors);
+
+// "registry/repository" glob of an image_trust rule, validated and normalized: lower case,
+// registry first, "index.docker.io" -> "docker.io". nullopt and *error when invalid.
+std::optional<std::string> normalize_image_pattern(std::string_view pattern, std::string *error);
 
 // Capability names as the daemon normalizes them: ASCII upper case, "CAP_" prefix added unless
 // the name is "ALL". Returns "" for names with non-ASCII or non-printable bytes.

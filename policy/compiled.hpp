@@ -5,6 +5,7 @@
 #include "policy/ast.hpp"
 #include "policy/policy.hpp"
 
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -40,10 +41,14 @@ public:
   std::unordered_map<std::string, std::vector<std::size_t>> group_roles; // sorted indices
   // key -> (role index, the group as written in that binding), for role_grants()
   std::unordered_map<std::string, std::vector<std::pair<std::size_t, std::string>>> group_written;
+  std::optional<ImageTrustSpec> trust;
+  std::vector<bool> role_signed; // per role: require_signed_images in effect
 
   std::vector<std::string> roles_for(const Principal &who) const override;
   std::vector<RoleGrant> role_grants(const Principal &who) const override;
   Decision evaluate(const Principal &who, const Request &req) const override;
+  const ImageTrustSpec *image_trust() const override { return trust ? &*trust : nullptr; }
+  bool requires_signed_images(const Principal &who) const override;
   std::size_t role_count() const override { return role_names.size(); }
   std::size_t rule_count() const override { return allow_rules.size() + guardrails.size(); }
 

@@ -86,12 +86,55 @@ std::shared_ptr<const CompiledPolicy> build(PolicyAst &ast, std::string_view fil
                           cg.except_roles.end());
     p->guardrails.push_back(std::move(cg));
   }
+  // Image trust: rule names share the namespace above, keys must be defined, a pattern names one
+  // rule only (most specific wins between different patterns, so an exact tie is ambiguous).
+  if (ast.image_trust) {
+    const ImageTrustSpec &t = *ast.image_trust;
+    std::map<std::string, SourceMark, std::less<>> key_names;
+    for (const auto &k : t.keys)
+      key_names.emplace(k.name, SourceMark{k.line, k.column});
+    std::map<std::string, std::string, std::less<>> pattern_rule;
+    for (const auto &r : t.rules) {
+      SourceMark m{r.line, r.column};
+      claim(r.name, m);
+      for (const auto &k : r.keys)
+        if (!key_names.count(k)) {
+          std::string known;
+          for (const auto &[n, km] : key_names)
+            known += (known.empty() ? "" : ", ") + n;
+          add_error(errors, file, m,
+                    "image_trust rule \"" + r.name + "\": undefined key \"" + k +
+                        "\"; defined keys: " + (known.empty() ? std::string("(none)") : known));
+        }
+      for (const auto &pat : r.images) {
+        auto [it, inserted] = pattern_rule.emplace(pat, r.name);
+        if (!inserted)
+          add_error(errors, file, m,
+                    "image_trust rule \"" + r.name + "\": pattern \"" + pat +
+                        "\" is already used by rule \"" + it->second +
+                        "\"; a pattern may appear in one rule only");
+      }
+    }
+    p->trust = *ast.image_trust;
+  }
+  p->role_signed.assign(ast.roles.size(), false);
+  for (std::size_t ri = 0; ri < ast.roles.size(); ++ri) {
+    const RoleAst &role = ast.roles[ri];
+    if (role.require_signed_images && *role.require_signed_images && !ast.image_trust)
+      add_error(errors, file, role.require_mark,
+                "roles." + role.name +
+                    ".require_signed_images: the policy has no image_trust section naming "
+                    "trusted keys, so no image could ever be allowed; add one");
+    // With an image_trust section every role requires signed images unless it says otherwise.
+    p->role_signed[ri] = role.require_signed_images.value_or(ast.image_trust.has_value());
+  }
   for (std::size_t ri = 0; ri < ast.roles.size(); ++ri) {
     for (auto &rule : ast.roles[ri].rules) {
       CompiledAllowRule cr;
       cr.name = rule.name;
       cr.role = ri;
       cr.limits = std::move(rule.limits);
+      cr.limits.signed_images = p->role_signed[ri];
       p->allow_rules.push_back(std::move(cr));
     }
   }

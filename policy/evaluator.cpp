@@ -147,6 +147,19 @@ std::string limit_failure(const CompiledAllowRule &r, const Request &req, std::s
     if (!c.unsafe.empty() && !L.unsafe_settings)
       return pre() + " does not permit unsafe settings (" + shown(c.unsafe.front()) + ")";
   }
+  if (L.signed_images) {
+    if (is_image_producing_action(req.action))
+      return pre() + " belongs to a role that runs signed images only, and " + req.action +
+             " makes images no trusted key has signed";
+    if (is_signature_gated_action(req.action)) {
+      if (!req.signature)
+        return pre() + " belongs to a role that runs signed images only, and the image's "
+                       "signature was not checked";
+      if (!req.signature->ok)
+        return pre() + " belongs to a role that runs signed images only: " +
+               escape_for_message(req.signature->detail.substr(0, 600));
+    }
+  }
   if (L.registries_set) {
     if (const ImageRef *img = image_fact(req)) {
       if (img->is_id)
@@ -313,6 +326,12 @@ std::vector<RoleGrant> PolicyImpl::role_grants(const Principal &who) const {
                         }),
             out.end());
   return out;
+}
+
+bool PolicyImpl::requires_signed_images(const Principal &who) const {
+  for (auto i : role_indices(who))
+    if (i < role_signed.size() && role_signed[i]) return true;
+  return false;
 }
 
 std::vector<std::string> PolicyImpl::roles_for(const Principal &who) const {

@@ -258,6 +258,9 @@ private:
   void allow_rule(const YAML::Node &n, const std::string &where, SourceMark m, RoleAst &role);
   void guardrail(const YAML::Node &n, const std::string &where, SourceMark m, PolicyAst &ast);
   void binding(const YAML::Node &n, const std::string &where, SourceMark m, PolicyAst &ast);
+  void image_trust(const YAML::Node &n, SourceMark m, PolicyAst &ast);
+  void trust_rule(const YAML::Node &n, const std::string &where, SourceMark m,
+                  ImageTrustSpec &spec);
 };
 
 std::vector<std::string> Loader::actions(const YAML::Node &n, const std::string &where,
@@ -623,10 +626,14 @@ void Loader::role(const std::string &name, SourceMark name_mark, const YAML::Nod
     return;
   }
   for_each_key(
-      n, where, {"description", "rules"},
+      n, where, {"description", "rules", "require_signed_images"},
       [&](const std::string &key, const YAML::Node &v, SourceMark vm) {
         if (key == "description") {
           if (auto s = get_string(v, where + ".description", vm)) role.description = *s;
+        } else if (key == "require_signed_images") {
+          role.require_mark = vm;
+          if (auto b = get_bool(v, where + ".require_signed_images", vm))
+            role.require_signed_images = *b;
         } else if (key == "rules") {
           if (v.IsNull()) return; // a role without rules
           if (!v.IsSequence()) {
@@ -716,6 +723,221 @@ void Loader::binding(const YAML::Node &n, const std::string &where, SourceMark m
   ast.bindings.push_back(std::move(b));
 }
 
+} // namespace
+
+std::optional<std::string> normalize_image_pattern(std::string_view pattern, std::string *error) {
+  auto fail = [&](std::string msg) -> std::optional<std::string> {
+    if (error) *error = std::move(msg);
+    return std::nullopt;
+  };
+  if (pattern.empty()) return fail("empty image pattern");
+  if (pattern.size() > 512) return fail("image pattern longer than 512 characters");
+  std::string p;
+  for (char c : pattern) {
+    auto u = static_cast<unsigned char>(c);
+    char l = static_cast<char>(std::tolower(u));
+    bool ok = (l >= 'a' && l <= 'z') || (l >= '0' && l <= '9') || l == '.' || l == '_' ||
+              l == '-' || l == ':' || l == '/' || l == '*' || l == '?' || l == '[' || l == ']';
+    if (!ok)
+      return fail("image pattern " + quote(pattern) +
+                  " may only contain letters, digits, '.', '_', '-', ':', '/', '[', ']' and the "
+                  "wildcards '*' and '?'");
+    p.push_back(l);
+  }
+  if (p == "**") return p;
+  std::vector<std::string> segs;
+  std::size_t start = 0;
+  while (true) {
+    std::size_t slash = p.find('/', start);
+    segs.push_back(p.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  for (const auto &seg : segs)
+    if (seg.empty() || seg == "." || seg == "..")
+      return fail("image pattern " + quote(pattern) +
+                  " has an empty, \".\" or \"..\" segment; expected registry/repository, e.g. "
+                  "\"registry.example.com/team/**\"");
+  const std::string &reg = segs.front();
+  bool wild = reg.find_first_of("*?") != std::string::npos;
+  if (segs.size() < 2 ||
+      (!wild && reg.find_first_of(".:") == std::string::npos && reg != "localhost"))
+    return fail("image pattern " + quote(pattern) +
+                " must start with a registry host, e.g. \"docker.io/library/alpine\" or "
+                "\"registry.example.com:5000/team/**\" (short Docker Hub names are not "
+                "expanded here)");
+  if (reg == "index.docker.io") segs.front() = "docker.io";
+  std::string out;
+  for (const auto &seg : segs)
+    out += (out.empty() ? "" : "/") + seg;
+  return out;
+}
+
+namespace {
+
+void Loader::trust_rule(const YAML::Node &n, const std::string &where, SourceMark m,
+                        ImageTrustSpec &spec) {
+  TrustRuleSpec r;
+  r.line = m.line;
+  r.column = m.column;
+  bool has_name = false, has_images = false, has_keys = false;
+  bool is_map = for_each_key(
+      n, where,
+      {"name", "description", "images", "keys", "threshold", "check_reference",
+       "signature_repository", "mode", "formats"},
+      [&](const std::string &key, const YAML::Node &v, SourceMark vm) {
+        if (key == "name") {
+          has_name = true;
+          r.line = vm.line;
+          r.column = vm.column;
+          rule_name(v, where + ".name", vm, r.name);
+        } else if (key == "description") {
+          get_string(v, where + ".description", vm);
+        } else if (key == "images") {
+          has_images = true;
+          auto l = get_string_list(v, where + ".images", vm);
+          if (!l) return;
+          if (l->empty()) error(vm, where + ".images: expected at least one image pattern");
+          for (const auto &[s, sm] : *l) {
+            std::string why;
+            if (auto norm = normalize_image_pattern(s, &why))
+              r.images.push_back(*norm);
+            else
+              error(sm, where + ".images: " + why);
+          }
+        } else if (key == "keys") {
+          has_keys = true;
+          auto l = get_string_list(v, where + ".keys", vm);
+          if (!l) return;
+          if (l->empty()) error(vm, where + ".keys: expected at least one key name");
+          for (const auto &[s, sm] : *l) {
+            if (std::find(r.keys.begin(), r.keys.end(), s) != r.keys.end()) {
+              error(sm, where + ".keys: key " + quote(s) + " is listed twice");
+              continue;
+            }
+            r.keys.push_back(s);
+          }
+        } else if (key == "threshold") {
+          if (v.IsScalar() && v.Tag() == "?" && !v.Scalar().empty() && v.Scalar().size() <= 3 &&
+              std::all_of(v.Scalar().begin(), v.Scalar().end(),
+                          [](char c) { return c >= '0' && c <= '9'; }) &&
+              std::stoi(v.Scalar()) >= 1)
+            r.threshold = std::stoi(v.Scalar());
+          else
+            error(vm, where + ".threshold: expected a whole number of keys, at least 1");
+        } else if (key == "check_reference") {
+          if (auto b = get_bool(v, where + ".check_reference", vm)) r.check_reference = *b;
+        } else if (key == "signature_repository") {
+          auto s = get_string(v, where + ".signature_repository", vm);
+          if (!s) return;
+          std::string why;
+          auto norm = normalize_image_pattern(*s, &why);
+          if (!norm || norm->find_first_of("*?[]") != std::string::npos || *norm == "**")
+            error(vm, where +
+                          ".signature_repository: expected registry/repository without "
+                          "wildcards, e.g. \"registry.example.com/signatures\"" +
+                          (why.empty() ? "" : " (" + why + ")"));
+          else
+            r.signature_repository = *norm;
+        } else if (key == "mode") {
+          auto s = get_string(v, where + ".mode", vm);
+          if (!s) return;
+          if (*s == "enforce")
+            r.warn = false;
+          else if (*s == "warn")
+            r.warn = true;
+          else
+            error(vm, where + ".mode: expected \"enforce\" or \"warn\", found " + quote(*s));
+        } else if (key == "formats") {
+          auto l = get_string_list(v, where + ".formats", vm);
+          if (!l) return;
+          r.legacy = r.bundle = false;
+          for (const auto &[s, sm] : *l) {
+            if (s == "legacy")
+              r.legacy = true;
+            else if (s == "bundle")
+              r.bundle = true;
+            else
+              error(sm, where + ".formats: expected \"legacy\" or \"bundle\", found " + quote(s));
+          }
+          if (!r.legacy && !r.bundle)
+            error(vm, where + ".formats: expected at least one of \"legacy\", \"bundle\"");
+        }
+      },
+      m);
+  if (!is_map) return;
+  if (!has_name) error(m, where + ": missing required key \"name\" (a unique rule name)");
+  if (!has_images)
+    error(m, where + ": missing required key \"images\" (registry/repository patterns)");
+  if (!has_keys) error(m, where + ": missing required key \"keys\" (names of trusted keys)");
+  if (has_keys && r.threshold > static_cast<int>(r.keys.size()) && !r.keys.empty())
+    error(m, where + ": threshold " + std::to_string(r.threshold) + " needs at least that many " +
+                 "keys, but the rule lists " + std::to_string(r.keys.size()));
+  spec.rules.push_back(std::move(r));
+}
+
+void Loader::image_trust(const YAML::Node &n, SourceMark m, PolicyAst &ast) {
+  ImageTrustSpec spec;
+  ast.image_trust_mark = m;
+  bool has_keys = false, has_rules = false;
+  bool is_map = for_each_key(
+      n, "image_trust", {"keys", "rules"},
+      [&](const std::string &key, const YAML::Node &v, SourceMark vm) {
+        if (key == "keys") {
+          has_keys = true;
+          for_each_entry(
+              v, "image_trust.keys", "key names to {file: PATH} or {pem: TEXT}",
+              [&](const std::string &name, SourceMark nm, const YAML::Node &kv, SourceMark km) {
+                std::string w = "image_trust.keys." + name;
+                if (!valid_name(name, true))
+                  error(nm, "image_trust.keys: invalid key name " + quote(name) +
+                                "; expected letters, digits, '.', '_' or '-'");
+                TrustKeySpec k;
+                k.name = name;
+                k.line = nm.line;
+                k.column = nm.column;
+                bool ok = for_each_key(
+                    kv, w, {"file", "pem", "description"},
+                    [&](const std::string &kk, const YAML::Node &val, SourceMark valm) {
+                      if (kk == "description") {
+                        get_string(val, w + ".description", valm);
+                        return;
+                      }
+                      auto s = get_string(val, w + "." + kk, valm);
+                      if (!s) return;
+                      if (s->empty()) error(valm, w + "." + kk + ": expected a non-empty string");
+                      (kk == "file" ? k.file : k.pem) = *s;
+                    },
+                    km);
+                if (!ok) return;
+                if (k.file.empty() == k.pem.empty())
+                  error(km, w + ": expected exactly one of \"file\" (a PEM public key file) or "
+                                "\"pem\" (the key's PEM text)");
+                spec.keys.push_back(std::move(k));
+              },
+              vm);
+        } else if (key == "rules") {
+          has_rules = true;
+          if (!v.IsSequence()) {
+            error(vm, "image_trust.rules: expected a list of rules, found " +
+                          std::string(type_name(v)));
+            return;
+          }
+          std::size_t i = 0;
+          for (const auto &item : v) {
+            trust_rule(item, "image_trust.rules[" + std::to_string(i) + "]", mark_of(item, vm),
+                       spec);
+            ++i;
+          }
+        }
+      },
+      m);
+  if (!is_map) return;
+  if (!has_keys) error(m, "image_trust: missing required key \"keys\"");
+  if (!has_rules) error(m, "image_trust: missing required key \"rules\"");
+  ast.image_trust = std::move(spec);
+}
+
 // Counts the YAML documents of a text, at most `limit`, and where each starts. yaml-cpp 0.7's
 // LoadAll never returns on some malformed texts (a lone ",": jbeder/yaml-cpp#1040, fixed after
 // Debian 12's 0.7.0): its parser reports an empty document again and again without consuming
@@ -774,7 +996,7 @@ PolicyAst Loader::load(std::string_view text) {
   const YAML::Node &root = docs[0];
   bool has_version = false;
   bool is_map = for_each_key(
-      root, "policy", {"version", "roles", "guardrails", "bindings"},
+      root, "policy", {"version", "roles", "guardrails", "bindings", "image_trust"},
       [&](const std::string &key, const YAML::Node &v, SourceMark vm) {
         if (key == "version") {
           has_version = true;
@@ -790,6 +1012,8 @@ PolicyAst Loader::load(std::string_view text) {
                 role(name, nm, rv, rm, ast);
               },
               vm);
+        } else if (key == "image_trust") {
+          image_trust(v, vm, ast);
         } else if (key == "guardrails" || key == "bindings") {
           if (v.IsNull()) return;
           if (!v.IsSequence()) {

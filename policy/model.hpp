@@ -66,6 +66,21 @@ struct ContainerFacts {
                                               // allow rules refuse them unless they opt in
 };
 
+// Whether the image a request would run is signed by keys the policy trusts
+// (docs/IMAGE-TRUST.md). Filled in by the plugin before the policy decides, for the actions of
+// is_signature_gated_action when the caller's role requires signed images.
+struct SignatureVerdict {
+  bool ok = false;        // the policy may allow: verified, warn mode, or a pull by tag whose
+                          // name a trust rule covers
+  std::string status;     // "verified", "warn", "name-covered", "unsigned", "unmatched",
+                          // "error", "no-such-image"
+  std::string image;      // what was checked: "registry/repo@sha256:..." or the reference
+  std::string trust_rule; // the image_trust rule that applied; "" when none
+  std::vector<std::string> keys; // names of the trusted keys whose signatures verified
+  std::string detail;            // in words, for the deny message and the log (no secrets)
+  std::string cache;             // "hit" or "miss" (or "" when no registry was involved)
+};
+
 // One API request as dockerd will route and execute it.
 struct Request {
   std::string method;      // "GET", "POST", ...
@@ -73,8 +88,9 @@ struct Request {
   std::string api_version; // "1.41", or "" when the URI had no version prefix
   std::string action;      // "container.create", ... or "unknown"
   std::string object;      // container/image/exec/... name taken from the path, if any
-  std::optional<ContainerFacts> container; // container.create, container.exec, volume.create
-  std::optional<ImageRef> image;           // image the action is about (pull, inspect, tag, ...)
+  std::optional<ContainerFacts> container;   // container.create, container.exec, volume.create
+  std::optional<ImageRef> image;             // image the action is about (pull, inspect, tag, ...)
+  std::optional<SignatureVerdict> signature; // see SignatureVerdict
   // Set when the request cannot be judged safely (malformed URI or body, missing JSON body,
   // forbidden content type, ...). The policy denies such a request with rule "invalid-request".
   std::optional<std::string> invalid;

@@ -11,6 +11,7 @@ PKGS=(
   openssl curl iproute2 procps jq
   wrk hyperfine
   slapd ldap-utils
+  docker-registry
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -28,6 +29,13 @@ if ((${#missing[@]})); then
     $SUDO service slapd stop >/dev/null 2>&1 || true
     if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
       $SUDO systemctl disable --now slapd >/dev/null 2>&1 || true
+    fi
+  fi
+  # Likewise the packaged registry (it would listen on :5000): tests run their own on loopback.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]]; then
+    $SUDO service docker-registry stop >/dev/null 2>&1 || true
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+      $SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true
     fi
   fi
 else
