@@ -6,7 +6,8 @@
 #   4. LDAP: the slapd harness self-test, the LDAP client's integration tests against a real slapd
 #      (plain and ASan+UBSan builds);
 #   5. end-to-end tests on a real dockerd with TLS users (tests/e2e/run.sh), and with an LDAP
-#      directory (tests/e2e/ldap.sh).
+#      directory (tests/e2e/ldap.sh), and signature enforcement with a real docker-registry
+#      (tests/e2e/signing.sh).
 # Prints "N passed, N failed" at the end and exits non-zero on any failure.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -108,6 +109,9 @@ e2e_suite e2e-bypass tests/e2e/bypass.sh
 
 step "end-to-end tests on a real dockerd with an LDAP directory"
 e2e_suite e2e-ldap tests/e2e/ldap.sh
+
+step "image signatures on a real dockerd and a real registry"
+e2e_suite e2e-signing tests/e2e/signing.sh
 
 echo
 echo "=== summary ==="
