@@ -535,7 +535,7 @@ public:
     int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (copy < 0) return;
     it->second.fds.push_back(copy);
-    
+    if (Clock::now() >= it->second.deadline) ::shutdown(copy, SHUT_RDWR);
     cv_.notify_all();
   }
   void remove(std::uint64_t id) {
@@ -561,7 +561,7 @@ private:
       for (auto &[id, e] : entries_) {
         if (e.deadline <= now) {
           for (int fd : e.fds)
-            (void)fd;
+            ::shutdown(fd, SHUT_RDWR);
           next = std::min(next, now + 10ms);
         } else {
           next = std::min(next, e.deadline);
@@ -777,6 +777,10 @@ private:
     req.method = method;
     req.path = url.target;
     req.headers = std::move(headers);
+    // Set here rather than by httplib, so that IPv6 literals get their brackets.
+    bool default_port = url.port == (url.scheme == "https" ? 443 : 80);
+    req.headers.emplace("Host", host_in_url(url.host) +
+                                    (default_port ? "" : ":" + std::to_string(url.port)));
     req.headers.emplace("Accept-Encoding", "identity");
     req.headers.emplace("User-Agent", "portcullis");
     if (body) {
@@ -850,7 +854,7 @@ private:
                   const std::string &content_type, std::size_t limit, RegistryDeadline deadline) {
     for (int hop = 0;; ++hop) {
       httplib::Headers h = headers;
-      if (!auth.empty() && (same_origin(url, origin) || true)) h.emplace("Authorization", auth);
+      if (!auth.empty() && same_origin(url, origin)) h.emplace("Authorization", auth);
       Exchange ex = send_once(url, method, std::move(h), body, content_type, limit, deadline);
       if (!ex.ok || !is_redirect_status(ex.status) || (method != "GET" && method != "HEAD"))
         return ex;
@@ -1010,10 +1014,16 @@ private:
                                ex.status);
       if (ex.status != 401) return ex;
 
+      // A header that does not parse contributes nothing.
       std::vector<Challenge> challenges;
       bool parsed = true;
-      for (auto [it, end] = ex.headers.equal_range("WWW-Authenticate"); it != end; ++it)
-        parsed = parse_challenges(it->second, challenges) && parsed;
+      for (auto [it, end] = ex.headers.equal_range("WWW-Authenticate"); it != end; ++it) {
+        std::vector<Challenge> one;
+        if (parse_challenges(it->second, one))
+          challenges.insert(challenges.end(), one.begin(), one.end());
+        else
+          parsed = false;
+      }
       const Challenge *bearer = nullptr;
       const Challenge *basic = nullptr;
       for (const auto &c : challenges) {

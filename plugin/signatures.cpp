@@ -106,7 +106,9 @@ struct Search {
       return;
     }
     std::size_t examined = 0;
-    for (const json &layer : *layers) {
+    // Newest first: cosign appends, so old or junk layers cannot push a new signature past the cap.
+    for (auto it = layers->rbegin(); it != layers->rend(); ++it) {
+      const json &layer = *it;
       if (done()) return;
       if (++examined > kMaxSignatureLayers) {
         trace.push_back("legacy: more than " + std::to_string(kMaxSignatureLayers) +
@@ -381,11 +383,11 @@ PairCheck check_signatures(const TrustPolicy &trust, const TrustRule &rule,
   return out;
 }
 
-std::optional<PairCheck> VerdictCache::get(const std::string &key) const {
+std::shared_ptr<const PairCheck> VerdictCache::get(const std::string &key) const {
   std::lock_guard lock(mu_);
   auto it = entries_.find(key);
   if (it == entries_.end() || it->second.expires <= std::chrono::steady_clock::now())
-    return std::nullopt;
+    return nullptr;
   return it->second.check;
 }
 
@@ -400,8 +402,8 @@ void VerdictCache::put(const std::string &key, const PairCheck &check) {
     std::erase_if(entries_, [&](const auto &e) { return e.second.expires <= now; });
     if (entries_.size() >= options_.max_entries) entries_.clear(); // bounded memory
   }
-  PairCheck stored = check;
-  stored.trace.clear();
+  auto stored = std::make_shared<PairCheck>(check);
+  stored->trace.clear();
   entries_[key] = Entry{std::move(stored), now + ttl};
 }
 
@@ -429,26 +431,31 @@ SignatureVerdict judge_candidates(const std::vector<Candidate> &candidates,
   SignatureVerdict v;
   v.image = shown;
   std::optional<SignatureVerdict> warn, error, unsigned_;
-  std::set<std::string> seen;
-  std::size_t n = 0;
+  bool enforce_seen = false;     // a candidate under an enforce rule, or under no rule
+  std::vector<std::string> seen; // at most kMaxCandidates: a linear search is cheapest
   for (const auto &c : candidates) {
     const std::string name = trust_repository_name(c.registry, c.repository);
-    if (!seen.insert(name + "@" + c.digest).second) continue;
-    if (++n > kMaxCandidates) break;
+    std::string pair = name + "@" + c.digest;
+    if (std::find(seen.begin(), seen.end(), pair) != seen.end()) continue;
+    if (seen.size() >= kMaxCandidates) break;
+    seen.push_back(std::move(pair));
     auto m = gate.trust->match(name);
     if (!m) {
+      enforce_seen = true;
       if (trace) trace->push_back(name + "@" + c.digest + ": no image_trust rule covers " + name);
       continue;
     }
     const TrustRule &rule = *m->rule;
-    const std::string key = gate.policy_hash + "\n" + name + "\n" + c.digest;
-    std::optional<PairCheck> pc = gate.cache ? gate.cache->get(key) : std::nullopt;
+    const std::string key =
+        gate.policy_hash + "\n" + gate.trust->keys_digest() + "\n" + name + "\n" + c.digest;
+    std::shared_ptr<const PairCheck> pc = gate.cache ? gate.cache->get(key) : nullptr;
     std::string cache = "hit";
     if (!pc) {
       cache = "miss";
-      pc = check_signatures(*gate.trust, rule, c.registry, c.repository, c.digest, *gate.registry,
-                            gate.deadline);
-      if (gate.cache) gate.cache->put(key, *pc);
+      auto fresh = std::make_shared<PairCheck>(check_signatures(
+          *gate.trust, rule, c.registry, c.repository, c.digest, *gate.registry, gate.deadline));
+      if (gate.cache) gate.cache->put(key, *fresh);
+      pc = std::move(fresh);
     }
     if (trace) {
       trace->push_back(name + "@" + c.digest + ": rule " + rule.spec.name + " (pattern " +
@@ -459,7 +466,7 @@ SignatureVerdict judge_candidates(const std::vector<Candidate> &candidates,
         trace->push_back("  " + t);
     }
     SignatureVerdict cv;
-    cv.image = name + "@" + c.digest;
+    cv.image = seen.back();
     cv.trust_rule = rule.spec.name;
     cv.keys = pc->keys;
     cv.detail = pc->detail;
@@ -470,6 +477,7 @@ SignatureVerdict judge_candidates(const std::vector<Candidate> &candidates,
       return cv;
     }
     cv.status = pc->status == PairCheck::Status::error ? "error" : "unsigned";
+    if (!rule.spec.warn) enforce_seen = true;
     if (rule.spec.warn && !warn) {
       warn = cv;
       warn->ok = true;
@@ -479,7 +487,9 @@ SignatureVerdict judge_candidates(const std::vector<Candidate> &candidates,
     if (pc->status == PairCheck::Status::error && !error) error = cv;
     if (pc->status == PairCheck::Status::unsigned_ && !unsigned_) unsigned_ = cv;
   }
-  if (warn) return *warn;
+  // Warn mode waives a failure only when every candidate falls under a warn rule: a name the
+  // caller tagged locally under a warn pattern must not waive an enforced one.
+  if (warn && !enforce_seen) return *warn;
   if (error) return *error;
   if (unsigned_) return *unsigned_;
   v.status = "unmatched";
@@ -502,9 +512,13 @@ std::vector<Candidate> candidates_of(const json &image, const ImageRef *named) {
   if (const json *rd = field(image, "RepoDigests"); rd && rd->is_array())
     for (const json &d : *rd)
       if (d.is_string()) add_repo_digest(out, d.get<std::string>());
-  // Under the containerd image store the id is the manifest (or index) digest.
+  // Under the containerd image store the id is the manifest (or index) digest, and inspect
+  // says so with a Descriptor of that digest; under the classic store the id is the config
+  // digest, which no signature covers, so it is not a candidate there.
   const std::string *id = string_field(image, "Id");
-  if (named && !named->is_id && id && is_sha256_digest(*id))
+  const json *desc = field(image, "Descriptor");
+  const std::string *desc_digest = desc ? string_field(*desc, "digest") : nullptr;
+  if (named && !named->is_id && id && is_sha256_digest(*id) && desc_digest && *desc_digest == *id)
     out.push_back({named->registry, named->repository, *id});
   return out;
 }
@@ -541,15 +555,19 @@ SignatureVerdict judge_in_registry(const ImageRef &ref, const SignatureGate &gat
   return judge_candidates({{ref.registry, ref.repository, digest}}, gate, shown, trace);
 }
 
+// `registry_fallback`: judge `named` in the registry when the daemon lacks the image (create
+// only: the daemon then fails the create and the CLI pulls; a start must be judged by the
+// container's own image, never by what a tag names elsewhere).
 SignatureVerdict judge_local_image(const std::string &lookup, const ImageRef *named,
-                                   const std::string &shown, const SignatureGate &gate) {
+                                   const std::string &shown, const SignatureGate &gate,
+                                   bool registry_fallback) {
   DaemonAnswer a = gate.daemon_get("/images/" + percent_encode_segment(lookup) + "/json");
   if (a.status == DaemonAnswer::Status::error)
     return fail("error", shown, "cannot look up image " + shown + " on the daemon: " + a.error);
   if (a.status == DaemonAnswer::Status::not_found) {
     // The daemon will answer "no such image" and the docker CLI pulls next: judge what the
     // registry has, so an unsigned image is refused before it is pulled.
-    if (named) return judge_in_registry(*named, gate, nullptr);
+    if (named && registry_fallback) return judge_in_registry(*named, gate, nullptr);
     return fail("no-such-image", shown, "image " + shown + " does not exist here");
   }
   SignatureVerdict v = judge_candidates(candidates_of(a.body, named), gate, shown, nullptr);
@@ -589,12 +607,21 @@ SignatureVerdict judge_signature(const Request &req, const SignatureGate &gate) 
       const ImageRef *ref =
           req.container && req.container->image ? &*req.container->image : nullptr;
       if (!ref) return fail("no-such-image", "", "the request names no image");
-      if (service) return judge_in_registry(*ref, gate, nullptr);
+      if (service) {
+        // Every node pulls the tag later, possibly through its own mirror, and rescheduled
+        // tasks never come back here: only a digest pins what the swarm will run.
+        if (ref->digest.empty())
+          return fail("unpinned", ref->raw,
+                      "service image " + image_ref_string(*ref) +
+                          " is not pinned by digest; use name:tag@sha256:... (the docker CLI "
+                          "pins by default; do not pass --no-resolve-image)");
+        return judge_in_registry(*ref, gate, nullptr);
+      }
       if (!gate.daemon_get)
         return fail("error", ref->raw, "daemon lookups are disabled (daemon.socket is empty)");
-      return judge_local_image(ref->raw, ref->is_id ? nullptr : ref, ref->raw, gate);
+      return judge_local_image(ref->raw, ref->is_id ? nullptr : ref, ref->raw, gate, true);
     }
-    if (req.action == "container.start") {
+    if (req.action == "container.start" || req.action == "container.restart") {
       if (!gate.daemon_get)
         return fail("error", req.object, "daemon lookups are disabled (daemon.socket is empty)");
       DaemonAnswer c =
@@ -611,7 +638,7 @@ SignatureVerdict judge_signature(const Request &req, const SignatureGate &gate) 
       if (const json *cfg = field(c.body, "Config"))
         if (const std::string *ci = string_field(*cfg, "Image"))
           if (auto r = parse_image_ref(*ci); r && !r->is_id) named = *r;
-      return judge_local_image(*image_id, named ? &*named : nullptr, *image_id, gate);
+      return judge_local_image(*image_id, named ? &*named : nullptr, *image_id, gate, false);
     }
     return fail("error", "", "action " + req.action + " has no image to check");
   } catch (const std::exception &e) {

@@ -57,14 +57,15 @@ struct VerdictCacheOptions {
 class VerdictCache {
 public:
   explicit VerdictCache(VerdictCacheOptions o = {}) : options_(o) {}
-  std::optional<PairCheck> get(const std::string &key) const;
+  // The cached result (shared, immutable), or null when absent or expired.
+  std::shared_ptr<const PairCheck> get(const std::string &key) const;
   void put(const std::string &key, const PairCheck &check);
   void flush();
   std::size_t size() const;
 
 private:
   struct Entry {
-    PairCheck check;
+    std::shared_ptr<const PairCheck> check;
     std::chrono::steady_clock::time_point expires;
   };
   VerdictCacheOptions options_;

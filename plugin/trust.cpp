@@ -85,8 +85,21 @@ std::shared_ptr<const TrustPolicy> TrustPolicy::build(const ImageTrustSpec &spec
       errors.push_back(at + "image_trust.keys." + k.name + ": " + why);
       continue;
     }
+    // One key under two names would let one signature count twice towards a threshold.
+    auto same = std::find_if(t->keys_.begin(), t->keys_.end(), [&](const TrustKey &o) {
+      return o.key.fingerprint() == key->fingerprint();
+    });
+    if (same != t->keys_.end()) {
+      errors.push_back(at + "image_trust.keys." + k.name + ": the same key as \"" + same->name +
+                       "\" (" + key->fingerprint() + "); each key may be listed once");
+      continue;
+    }
     t->keys_.push_back(TrustKey{k.name, std::move(*key)});
   }
+  std::string all;
+  for (const auto &k : t->keys_)
+    all += k.name + "=" + k.key.fingerprint() + "\n";
+  t->keys_digest_ = "sha256:" + sha256_hex(all);
   for (const auto &r : spec.rules) {
     TrustRule rule;
     rule.spec = r;

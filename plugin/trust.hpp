@@ -42,11 +42,15 @@ public:
   std::optional<Match> match(const std::string &repository_name) const;
 
   const std::vector<TrustKey> &keys() const { return keys_; }
+  // sha256 over every key's name and fingerprint: with the policy text's hash it names exactly
+  // what a cached verdict was decided under (key files are not part of the policy text).
+  const std::string &keys_digest() const { return keys_digest_; }
   const std::vector<TrustRule> &rules() const { return rules_; }
 
 private:
   std::vector<TrustKey> keys_;
   std::vector<TrustRule> rules_;
+  std::string keys_digest_;
 };
 
 // "registry/repository" as trust patterns name it: registry lower-case, "index.docker.io" ->

@@ -204,13 +204,18 @@ bool action_pattern_is_valid(std::string_view pattern) {
 namespace portcullis {
 
 bool is_signature_gated_action(std::string_view action) {
-  return action == "container.create" || action == "container.start" || action == "image.pull" ||
-         action == "service.create" || action == "service.update";
+  return action == "container.create" || action == "container.start" ||
+         action == "container.restart" || action == "image.pull" || action == "service.create" ||
+         action == "service.update";
 }
 
 bool is_image_producing_action(std::string_view action) {
+  // Plugins are images that run as root and are never signature-checked here; joining a swarm
+  // lets another manager schedule tasks this plugin never sees.
   return action == "image.load" || action == "image.import" || action == "container.commit" ||
-         action == "build" || action == "session" || action == "grpc";
+         action == "build" || action == "session" || action == "grpc" ||
+         action == "plugin.install" || action == "plugin.upgrade" || action == "plugin.create" ||
+         action == "plugin.enable" || action == "swarm.join";
 }
 
 } // namespace portcullis

@@ -630,3 +630,148 @@ TEST_CASE("signatures: image_trust is validated when the policy loads") {
   REQUIRE(problems.size() == 1);
   CHECK(problems[0].find("image_trust.keys.ci") != std::string::npos);
 }
+
+namespace {
+std::function<DaemonAnswer(const std::string &)> fake_daemon(std::map<std::string, json> &m) {
+  return [&m](const std::string &path) {
+    auto it = m.find(path);
+    if (it == m.end()) {
+      DaemonAnswer a;
+      a.status = DaemonAnswer::Status::not_found;
+      return a;
+    }
+    return found(it->second);
+  };
+}
+} // namespace
+
+TEST_CASE("signatures: start never judges a container by its tag in the registry") {
+  World w;
+  const std::string reg = "reg.test:5000";
+  w.reg.push_image(reg, "apps/web", "1", "s");
+  sign(w.reg, reg + "/apps/web:1", w.ci);
+  std::map<std::string, json> d;
+  // Container made (before the policy, by another role, or in a create race) from an unsigned
+  // image that has since been removed with `docker rmi -f` (the container still starts).
+  const std::string unsigned_id = "sha256:" + std::string(64, 'b');
+  d["/containers/c2/json"] = {{"Image", unsigned_id}, {"Config", {{"Image", reg + "/apps/web:1"}}}};
+  Request start;
+  start.action = "container.start";
+  start.object = "c2";
+  SignatureVerdict v = judge_signature(start, w.gate(fake_daemon(d)));
+  INFO(v.status << ": " << v.detail);
+  CHECK_FALSE(v.ok); // was: "verified" from the registry's apps/web:1, not image b...b
+}
+
+TEST_CASE("signatures: container.restart starts a container without a signature check") {
+  World w;
+  std::string t = policy_text(w.ci, w.release, kRules);
+  const std::string from = "actions: [container.create, container.start,";
+  t.replace(t.find(from), from.size(), from + " container.restart,");
+  CompileResult r = compile_policy(t, "p.yaml");
+  REQUIRE(r.policy);
+  Principal dana{"dana", "TLS", {}};
+  Request restart;
+  restart.method = "POST";
+  restart.action = "container.restart";
+  restart.object = "c2"; // a stopped container whose image no trusted key signed
+  CHECK_FALSE(r.policy->evaluate(dana, restart).allow); // was: allowed by dev-run without a check
+}
+
+TEST_CASE("signatures: a warn rule on a name the user tagged locally does not waive "
+          "enforcement") {
+  World w;
+  const std::string reg = "reg.test:5000";
+  const std::string unsigned_d = w.reg.push_image(reg, "apps/web", "2", "u");
+  std::map<std::string, json> d;
+  // containerd store after `docker tag reg/apps/web:2 reg/trial/x:1`: RepoDigests are
+  // synthesized for every name of the image.
+  d["/images/" + percent_encode_segment(reg + "/apps/web:2") + "/json"] = {
+      {"Id", unsigned_d},
+      {"RepoDigests", {reg + "/apps/web@" + unsigned_d, reg + "/trial/x@" + unsigned_d}}};
+  SignatureVerdict v = judge_signature(create_request(reg + "/apps/web:2"), w.gate(fake_daemon(d)));
+  INFO(v.status << ": " << v.detail);
+  CHECK_FALSE(v.ok); // was: ok, status "warn"
+}
+
+TEST_CASE("signatures: one key under two names does not meet threshold 2") {
+  PrivateKey k = make_key();
+  std::string pem;
+  for (char c : k.public_pem()) {
+    pem += c;
+    if (c == '\n') pem += "        ";
+  }
+  std::string text =
+      "version: 1\nimage_trust:\n  keys:\n    a:\n      pem: |\n        " + pem +
+      "\n    b:\n      pem: |\n        " + pem +
+      "\n  rules:\n    - name: crit\n      images: [\"reg.test:5000/apps/**\"]\n"
+      "      keys: [a, b]\n      threshold: 2\n"
+      "roles:\n  dev:\n    rules:\n      - name: r\n        actions: [container.create]\n";
+  CompileResult r = compile_policy(text, "p.yaml");
+  REQUIRE_MESSAGE(r.policy, (r.errors.empty() ? "" : r.errors.front().to_string()));
+  std::vector<std::string> errors;
+  auto trust = TrustPolicy::build(*r.policy->image_trust(), "/x/p.yaml", errors);
+  // Duplicate key material is refused when the policy loads ...
+  CHECK_FALSE(trust);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].find("the same key as \"a\"") != std::string::npos);
+  // ... and even if it were not, one signature counts once per key material.
+  std::vector<std::string> ignored;
+  std::string single = text;
+  single.replace(single.find("      keys: [a, b]\n      threshold: 2\n"),
+                 std::string("      keys: [a, b]\n      threshold: 2\n").size(),
+                 "      keys: [a]\n");
+  const std::string b_key = "\n    b:\n      pem: |\n        " + pem;
+  single.replace(single.find(b_key), b_key.size(), "");
+  r = compile_policy(single, "p.yaml");
+  REQUIRE(r.policy);
+  trust = TrustPolicy::build(*r.policy->image_trust(), "/x/p.yaml", ignored);
+  REQUIRE(trust);
+  FakeRegistry reg;
+  const std::string d = reg.push_image("reg.test:5000", "apps/web", "1", "s");
+  sign(reg, "reg.test:5000/apps/web:1", k);
+  // The very same signature layer, appended twice (a re-push, or anyone with push access).
+  auto &m =
+      reg.manifests[FakeRegistry::k("reg.test:5000", "apps/web", "sha256-" + d.substr(7) + ".sig")];
+  json doc = json::parse(m.first);
+  doc["layers"].push_back(doc["layers"][0]);
+  m.first = doc.dump();
+  auto mt = trust->match("reg.test:5000/apps/web");
+  PairCheck c = check_signatures(*trust, *mt->rule, "reg.test:5000", "apps/web", d, reg, soon());
+  CHECK(c.status == PairCheck::Status::verified);
+  CHECK(c.keys.size() == 1);
+}
+
+TEST_CASE("signatures: services must be pinned by digest; plugins and swarm joins are refused") {
+  World w;
+  const std::string reg = "reg.test:5000";
+  const std::string d = w.reg.push_image(reg, "apps/web", "1", "s");
+  sign(w.reg, reg + "/apps/web:1", w.ci);
+  Request svc = create_request(reg + "/apps/web:1");
+  svc.action = "service.create";
+  SignatureVerdict v = judge_signature(svc, w.gate());
+  CHECK_FALSE(v.ok);
+  CHECK(v.status == "unpinned");
+  svc.container->image = image_ref(reg + "/apps/web:1@" + d);
+  CHECK(judge_signature(svc, w.gate()).ok);
+  for (const char *a : {"plugin.install", "plugin.upgrade", "plugin.create", "plugin.enable",
+                        "swarm.join", "build", "grpc", "session", "container.commit"})
+    CHECK_MESSAGE(is_image_producing_action(a), a);
+  CHECK(is_signature_gated_action("container.restart"));
+}
+
+TEST_CASE("signatures: the containerd-store id is a candidate only when inspect says so") {
+  World w;
+  const std::string reg = "reg.test:5000";
+  const std::string d = w.reg.push_image(reg, "apps/web", "1", "s");
+  sign(w.reg, reg + "/apps/web:1", w.ci);
+  std::map<std::string, json> m;
+  // Classic store: no Descriptor, the id is a config digest and never a candidate.
+  m["/images/" + percent_encode_segment(reg + "/apps/web:x") + "/json"] = {
+      {"Id", d}, {"RepoDigests", json::array()}};
+  CHECK_FALSE(judge_signature(create_request(reg + "/apps/web:x"), w.gate(fake_daemon(m))).ok);
+  // containerd store: the id is the manifest digest, as the Descriptor says.
+  m["/images/" + percent_encode_segment(reg + "/apps/web:x") + "/json"] = {
+      {"Id", d}, {"Descriptor", {{"digest", d}}}, {"RepoDigests", json::array()}};
+  CHECK(judge_signature(create_request(reg + "/apps/web:x"), w.gate(fake_daemon(m))).ok);
+}
