@@ -8,10 +8,18 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <cctype>
 #include <condition_variable>
 #include <cstdint>
 #include <fcntl.h>
-#include <httplib.h>
+#include <httplib.h> // header containers (Headers, Params) only; no client
+#include <limits>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -30,7 +38,8 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 constexpr const char *kSystemCaFile = "/etc/ssl/certs/ca-certificates.crt";
-constexpr std::size_t kSmallBodyLimit = 64u << 10; // bodies of HEAD/POST/PUT answers
+constexpr std::size_t kSmallBodyLimit = 64u << 10;   // bodies of HEAD/POST/PUT answers
+constexpr std::uint32_t kMaxHeaderBytes = 64u << 10; // status line and headers of one answer
 constexpr std::size_t kMaxRepoLength = 255;
 constexpr long long kMaxTokenLifetime = 24 * 3600; // seconds; longer expires_in is capped
 constexpr auto kMaxTokenMargin = 10s;              // cached tokens are dropped this much early
@@ -496,105 +505,33 @@ bool is_media_type(std::string_view m) {
 
 // --- deadline enforcement ------------------------------------------------------------------------
 
-// cpp-httplib 0.11.4 only has per-operation timeouts: each read (and each wait of the TLS
-// handshake) may take the full timeout, so a server that trickles bytes could hold a request far
-// past its deadline. Every socket a request creates is dup()ed here (through the client's socket
-// options hook); once the request's deadline has passed, this thread shuts the socket down
-// (shutdown() acts on the socket, so httplib's own descriptor sees EOF/EPIPE at once), and repeats
-// that every few milliseconds for sockets created later, until the request has returned. Owning
-// a duplicate means a descriptor number httplib has closed and the process reused is never touched.
-class Watchdog {
-public:
-  Watchdog() : thread_([this] { run(); }) {}
-  ~Watchdog() {
-    {
-      std::lock_guard lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-    for (auto &[id, e] : entries_)
-      for (int fd : e.fds)
-        ::close(fd);
-  }
-  Watchdog(const Watchdog &) = delete;
-  Watchdog &operator=(const Watchdog &) = delete;
-
-  std::uint64_t add(Clock::time_point deadline) {
-    std::lock_guard lock(mu_);
-    auto id = next_id_++;
-    entries_.emplace(id, Entry{deadline, {}});
-    cv_.notify_all();
-    return id;
-  }
-  // A socket of request `id` (called from the request's thread as httplib creates it).
-  void attach(std::uint64_t id, int fd) {
-    std::lock_guard lock(mu_);
-    auto it = entries_.find(id);
-    if (it == entries_.end()) return;
-    int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (copy < 0) return;
-    it->second.fds.push_back(copy);
-    if (Clock::now() >= it->second.deadline) ::shutdown(copy, SHUT_RDWR);
-    cv_.notify_all();
-  }
-  void remove(std::uint64_t id) {
-    std::lock_guard lock(mu_);
-    auto it = entries_.find(id);
-    if (it == entries_.end()) return;
-    for (int fd : it->second.fds)
-      ::close(fd);
-    entries_.erase(it);
-  }
-
-private:
-  struct Entry {
-    Clock::time_point deadline;
-    std::vector<int> fds; // our duplicates of the request's sockets
-  };
-
-  void run() {
-    std::unique_lock lock(mu_);
-    while (!stopping_) {
-      auto now = Clock::now();
-      auto next = Clock::time_point::max();
-      for (auto &[id, e] : entries_) {
-        if (e.deadline <= now) {
-          for (int fd : e.fds)
-            ::shutdown(fd, SHUT_RDWR);
-          next = std::min(next, now + 10ms);
-        } else {
-          next = std::min(next, e.deadline);
-        }
+// target + "?" or "&" + percent-encoded key=value pairs (no regex: a hostile realm path of any
+// length costs linear time and constant stack).
+std::string append_query(const std::string &target,
+                         const std::multimap<std::string, std::string> &params) {
+  auto encode = [](const std::string &v) {
+    static const char *hex = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : v) {
+      if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+        out.push_back(static_cast<char>(c));
+      } else {
+        out.push_back('%');
+        out.push_back(hex[c >> 4]);
+        out.push_back(hex[c & 15]);
       }
-      if (next == Clock::time_point::max())
-        cv_.wait(lock);
-      else
-        cv_.wait_until(lock, next);
     }
+    return out;
+  };
+  std::string out = target;
+  char sep = target.find('?') == std::string::npos ? '?' : '&';
+  for (const auto &[k, v] : params) {
+    out += sep;
+    out += encode(k) + "=" + encode(v);
+    sep = '&';
   }
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::uint64_t, Entry> entries_;
-  std::uint64_t next_id_ = 0;
-  bool stopping_ = false;
-  std::thread thread_; // last: starts after the members above exist
-};
-
-// Registers a request with the watchdog for its lifetime.
-class WatchGuard {
-public:
-  WatchGuard(Watchdog &w, Clock::time_point deadline) : w_(w), id_(w.add(deadline)) {}
-  ~WatchGuard() { w_.remove(id_); }
-  WatchGuard(const WatchGuard &) = delete;
-  WatchGuard &operator=(const WatchGuard &) = delete;
-  std::uint64_t id() const { return id_; }
-
-private:
-  Watchdog &w_;
-  std::uint64_t id_;
-};
+  return out;
+}
 
 // --- the client ------------------------------------------------------------------------------
 
@@ -744,104 +681,150 @@ private:
 
   // --- one exchange ---
 
+  // One HTTP/1.1 exchange over Boost.Beast (cpp-httplib 0.11.4 parses status lines with a
+  // recursive std::regex and buffers header and chunk-size lines without a bound: a hostile
+  // server could crash or exhaust the plugin). Every step, connect to last byte, is bounded by
+  // `deadline`; the header block by kMaxHeaderBytes, unparsed input by the read buffer's limit,
+  // and a 2xx body by `limit`. Name resolution is the system's (not interruptible).
   Exchange send_once(const Url &url, const std::string &method, httplib::Headers headers,
                      const std::string *body, const std::string &content_type, std::size_t limit,
                      RegistryDeadline deadline) {
-    auto now = Clock::now();
-    if (now >= deadline) return failed_exchange("registry timeout");
+    namespace beast = boost::beast;
+    namespace http = beast::http;
+    namespace asio = boost::asio;
+    namespace ssl = asio::ssl;
+    using tcp = asio::ip::tcp;
+    if (Clock::now() >= deadline) return failed_exchange("registry timeout");
     if (!is_safe_target(url.target)) return failed_exchange("refusing an unsafe request URL");
+    const http::verb verb = http::string_to_verb(method);
+    if (verb == http::verb::unknown) return failed_exchange("unsupported method");
 
-    std::unique_ptr<httplib::ClientImpl> client;
-    if (url.scheme == "https") {
-      auto ssl = std::make_unique<httplib::SSLClient>(url.host, url.port);
-      ssl->set_ca_cert_path(opts_.ca_file.empty() ? kSystemCaFile : opts_.ca_file.c_str());
-      ssl->enable_server_certificate_verification(true);
-      client = std::move(ssl);
-    } else {
-      client = std::make_unique<httplib::ClientImpl>(url.host, url.port);
-    }
-    if (!client->is_valid()) return failed_exchange("cannot set up a client for " + origin_of(url));
-    auto remaining =
-        std::max<Clock::duration>(std::chrono::duration_cast<Clock::duration>(1ms), deadline - now);
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(remaining);
-    client->set_connection_timeout(us);
-    client->set_read_timeout(us);
-    client->set_write_timeout(us);
-    client->set_follow_location(false);
-    client->set_keep_alive(false);
-    client->set_url_encode(false); // targets are checked by is_safe_target
-    client->set_compress(false);
-    client->set_decompress(false); // digests are over the bytes as served
-
-    httplib::Request req;
-    req.method = method;
-    req.path = url.target;
-    req.headers = std::move(headers);
-    // Set here rather than by httplib, so that IPv6 literals get their brackets.
+    http::request<http::string_body> req{verb, url.target, 11};
+    for (const auto &[k, v] : headers)
+      req.insert(k, v);
+    // Set here, so that IPv6 literals get their brackets.
     bool default_port = url.port == (url.scheme == "https" ? 443 : 80);
-    req.headers.emplace("Host", host_in_url(url.host) +
-                                    (default_port ? "" : ":" + std::to_string(url.port)));
-    req.headers.emplace("Accept-Encoding", "identity");
-    req.headers.emplace("User-Agent", "portcullis");
+    req.set(http::field::host,
+            host_in_url(url.host) + (default_port ? "" : ":" + std::to_string(url.port)));
+    req.set(http::field::accept_encoding, "identity"); // digests are over the bytes as served
+    req.set(http::field::user_agent, "portcullis");
+    req.set(http::field::connection, "close");
     if (body) {
-      req.body = *body;
-      if (!content_type.empty()) req.headers.emplace("Content-Type", content_type);
+      req.body() = *body;
+      if (!content_type.empty()) req.set(http::field::content_type, content_type);
     }
+    if (body || verb == http::verb::post || verb == http::verb::put) req.prepare_payload();
 
     Exchange ex;
     ex.url = url;
-    bool too_large = false, timed_out = false, skipped = false;
-    req.response_handler = [&](const httplib::Response &r) {
-      if (r.status < 200 || r.status > 299) {
-        skipped = true; // errors, redirects and challenges: headers are all we need
-        return false;
-      }
-      auto cl = r.get_header_value("Content-Length");
-      if (!cl.empty() && cl.size() <= 19 && std::all_of(cl.begin(), cl.end(), is_digit) &&
-          std::stoull(cl) > limit) {
-        too_large = true;
-        return false;
-      }
-      return true;
+    asio::io_context ioc;
+    beast::error_code ec;
+    // Runs one asynchronous step to completion; the stream's expiry (the deadline) aborts it.
+    auto run = [&](auto &&start) {
+      ec = {};
+      bool done = false;
+      start([&](beast::error_code e, auto &&...) {
+        ec = e;
+        done = true;
+      });
+      ioc.restart();
+      ioc.run();
+      if (!done) ec = asio::error::operation_aborted;
+      return !ec;
     };
-    req.content_receiver = [&](const char *data, std::size_t n, std::uint64_t, std::uint64_t) {
-      if (Clock::now() >= deadline) {
-        timed_out = true;
-        return false;
+    auto timed_out = [&] { return ec == beast::error::timeout || Clock::now() >= deadline; };
+
+    tcp::resolver resolver(ioc);
+    auto endpoints = resolver.resolve(url.host, std::to_string(url.port), ec);
+    if (ec) return failed_exchange("cannot resolve " + origin_of(url));
+    if (Clock::now() >= deadline) return failed_exchange("registry timeout");
+
+    http::response_parser<http::string_body> parser;
+    parser.header_limit(kMaxHeaderBytes);
+    // No body limit while the headers are read: a large error page must not turn a 404 into an
+    // error. The 2xx body limit is set once the status is known (Content-Length checked by hand).
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+    if (verb == http::verb::head) parser.skip(true);        // a HEAD answer has no body
+    beast::flat_buffer buffer(kMaxHeaderBytes + 64 * 1024); // bounds any unparsed line
+    requests_.fetch_add(1);
+
+    auto exchange = [&](auto &stream, auto &lowest) -> std::optional<Exchange> {
+      if (!run([&](auto h) { http::async_write(stream, req, h); }))
+        return timed_out() ? failed_exchange("registry timeout")
+                           : failed_exchange("cannot send to " + origin_of(url));
+      if (!run([&](auto h) { http::async_read_header(stream, buffer, parser, h); })) {
+        if (timed_out()) return failed_exchange("registry timeout");
+        if (ec == http::error::body_limit) // a Content-Length over the limit
+          return failed_exchange("response from " + origin_of(url) + " exceeds the limit of " +
+                                 std::to_string(limit) + " bytes");
+        if (ec == http::error::header_limit || ec == http::error::buffer_overflow)
+          return failed_exchange("response headers from " + origin_of(url) + " are too large");
+        return failed_exchange("no valid HTTP answer from " + origin_of(url));
       }
-      if (n > limit - ex.body.size()) {
-        too_large = true;
-        return false;
+      ex.status = static_cast<int>(parser.get().result_int());
+      for (const auto &f : parser.get())
+        ex.headers.emplace(std::string(f.name_string()), std::string(f.value()));
+      if (ex.status < 200 || ex.status > 299) {
+        ex.ok = true; // errors, redirects and challenges: headers are all we need
+        return std::nullopt;
       }
-      ex.body.append(data, n);
-      return true;
+      if (verb != http::verb::head && parser.content_length() && *parser.content_length() > limit)
+        return failed_exchange("response from " + origin_of(url) + " exceeds the limit of " +
+                                   std::to_string(limit) + " bytes",
+                               ex.status);
+      parser.body_limit(limit);
+      if (verb != http::verb::head && !parser.is_done()) {
+        if (!run([&](auto h) { http::async_read(stream, buffer, parser, h); })) {
+          if (ec == http::error::body_limit)
+            return failed_exchange("response from " + origin_of(url) + " exceeds the limit of " +
+                                       std::to_string(limit) + " bytes",
+                                   ex.status);
+          if (timed_out()) return failed_exchange("registry timeout", ex.status);
+          return failed_exchange("incomplete answer from " + origin_of(url), ex.status);
+        }
+      }
+      (void)lowest;
+      ex.body = std::move(parser.get().body());
+      ex.ok = true;
+      return std::nullopt;
     };
 
-    httplib::Response res;
-    httplib::Error err = httplib::Error::Success;
-    bool sent = false;
-    {
-      WatchGuard guard(watchdog_, deadline);
-      client->set_socket_options(
-          [this, id = guard.id()](socket_t sock) { watchdog_.attach(id, sock); });
-      requests_.fetch_add(1);
-      sent = client->send(req, res, err);
+    std::optional<Exchange> failed;
+    if (url.scheme == "https") {
+      ssl::context ctx(ssl::context::tls_client);
+      ctx.set_options(ssl::context::no_sslv2 | ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                      ssl::context::no_tlsv1_1);
+      ctx.load_verify_file(opts_.ca_file.empty() ? kSystemCaFile : opts_.ca_file, ec);
+      if (ec) return failed_exchange("cannot load the CA file for " + origin_of(url));
+      ctx.set_verify_mode(ssl::verify_peer);
+      beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
+      stream.set_verify_callback(ssl::host_name_verification(url.host));
+      beast::error_code ignored;
+      if (!is_ipv6_literal(url.host) &&
+          !SSL_set_tlsext_host_name(stream.native_handle(), url.host.c_str()))
+        return failed_exchange("cannot set up TLS for " + origin_of(url));
+      auto &lowest = beast::get_lowest_layer(stream);
+      lowest.expires_at(deadline);
+      if (!run([&](auto h) { lowest.async_connect(endpoints, h); }))
+        return failed_exchange(timed_out() ? "registry timeout"
+                                           : "cannot connect to " + origin_of(url));
+      if (!run([&](auto h) { stream.async_handshake(ssl::stream_base::client, h); }))
+        return failed_exchange(timed_out() ? "registry timeout"
+                                           : "TLS handshake with " + origin_of(url) +
+                                                 " failed (certificate not trusted?)");
+      failed = exchange(stream, lowest);
+      lowest.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    } else {
+      beast::tcp_stream stream(ioc);
+      stream.expires_at(deadline);
+      if (!run([&](auto h) { stream.async_connect(endpoints, h); }))
+        return failed_exchange(timed_out() ? "registry timeout"
+                                           : "cannot connect to " + origin_of(url));
+      failed = exchange(stream, stream);
+      beast::error_code ignored;
+      stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
     }
-    ex.status = res.status > 0 ? res.status : 0;
-    if (too_large)
-      return failed_exchange("response from " + origin_of(url) + " exceeds the limit of " +
-                                 std::to_string(limit) + " bytes",
-                             ex.status);
-    if (!sent && !(err == httplib::Error::Canceled && skipped)) {
-      if (timed_out || err == httplib::Error::ConnectionTimeout || Clock::now() + 5ms >= deadline)
-        return failed_exchange("registry timeout", ex.status);
-      return failed_exchange(
-          "cannot talk to " + origin_of(url) + " (" + httplib::to_string(err) + ")", ex.status);
-    }
-    if (ex.status == 0) return failed_exchange("no HTTP answer from " + origin_of(url));
-    ex.ok = true;
-    ex.headers = std::move(res.headers);
-    if (skipped) ex.body.clear();
+    if (failed) return *failed;
     return ex;
   }
 
@@ -933,8 +916,12 @@ private:
       error = "unauthorized: unusable token realm";
       return std::nullopt;
     }
-    if (realm->scheme != "https" && t.base.scheme == "https") {
-      error = "refusing a plain-http token realm (" + origin_of(*realm) + ") for an https registry";
+    // Plain http only to the registry's own host or a loopback one: a man in the middle of an
+    // insecure registry must not redirect credentials to a host of its choosing in clear text.
+    if (realm->scheme != "https" &&
+        (t.base.scheme == "https" ||
+         (realm->host != t.base.host && !is_loopback_host(realm->host)))) {
+      error = "refusing a plain-http token realm (" + origin_of(*realm) + ")";
       return std::nullopt;
     }
     httplib::Params params;
@@ -942,7 +929,7 @@ private:
       params.emplace("service", s->second);
     params.emplace("scope", scope);
     Url url = *realm;
-    url.target = httplib::append_query_params(url.target, params);
+    url.target = append_query(url.target, params);
     httplib::Headers headers{{"Accept", "application/json"}};
     std::string auth = t.has_credentials() ? basic_value(t) : std::string();
     Exchange ex =
@@ -1013,6 +1000,12 @@ private:
                                    origin_of(ex.url) + ")",
                                ex.status);
       if (ex.status != 401) return ex;
+      // Only the registry itself may ask for credentials: a host it redirected to must not name
+      // a realm that would receive the registry's Basic credentials or a token.
+      if (!same_origin(ex.url, t.base))
+        return failed_exchange("unauthorized (HTTP 401 from " + origin_of(ex.url) +
+                                   ", a host the registry redirected to)",
+                               401);
 
       // A header that does not parse contributes nothing.
       std::vector<Challenge> challenges;
@@ -1122,8 +1115,7 @@ private:
     if (!is_repository(repo)) return failure("invalid repository name");
     if (!is_sha256_digest(digest)) return failure("invalid subject digest");
     std::string target = "/v2/" + repo + "/referrers/" + digest;
-    if (!artifact_type.empty())
-      target = httplib::append_query_params(target, {{"artifactType", artifact_type}});
+    if (!artifact_type.empty()) target = append_query(target, {{"artifactType", artifact_type}});
     Exchange ex =
         roundtrip(*t, pull_scope(repo), "GET", url_for(*t, target), {{"Accept", kOciIndex}},
                   nullptr, "", opts_.max_manifest_bytes, deadline);
@@ -1182,7 +1174,7 @@ private:
     if (!upload) return failure("upload answer without a usable Location", post.status);
     if (t->base.scheme == "https" && upload->scheme != "https")
       return failure("refusing a plain-http upload location", post.status);
-    upload->target = httplib::append_query_params(upload->target, {{"digest", digest}});
+    upload->target = append_query(upload->target, {{"digest", digest}});
 
     Exchange put = roundtrip(*t, scope, "PUT", *upload, {}, &bytes, "application/octet-stream",
                              kSmallBodyLimit, deadline);
@@ -1244,7 +1236,6 @@ private:
   std::atomic<unsigned long> requests_{0};
   std::mutex tokens_mu_;
   std::map<std::pair<std::string, std::string>, CachedToken> tokens_;
-  Watchdog watchdog_; // last: its thread stops before the members above go away
 };
 
 } // namespace

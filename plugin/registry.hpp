@@ -1,5 +1,5 @@
 // OCI distribution client for signature checks (docs/IMAGE-TRUST.md): manifests, blobs,
-// referrers, and the pushes `portcullis image sign` needs. cpp-httplib over OpenSSL. Bearer
+// referrers, and the pushes `portcullis image sign` needs. Boost.Beast over OpenSSL. Bearer
 // tokens (anonymous, or with credentials portcullis holds per registry — never the user's) and
 // Basic auth; tokens never follow a redirect to another host; every call bounded by a deadline
 // and a size limit; plain HTTP only for loopback hosts and hosts explicitly marked insecure.

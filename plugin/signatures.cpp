@@ -714,10 +714,16 @@ SignResult sign_image(const ImageRef &ref, const PrivateKey &key, bool bundle, R
         return out;
       }
       if (existing.status == RegistryResult::Status::ok) {
+        // Never overwrite other signers' signatures with a document we could not read.
         std::string error;
         auto doc = parse(existing.body, 4u << 20, error);
-        if (doc)
-          if (const json *l = field(*doc, "layers"); l && l->is_array()) layers = *l;
+        const json *l = doc ? field(*doc, "layers") : nullptr;
+        if (!l || !l->is_array()) {
+          out.error = "the existing signature manifest " + tag + " cannot be read" +
+                      (error.empty() ? "" : ": " + error) + "; not overwriting it";
+          return out;
+        }
+        layers = *l;
       }
       auto payload_digest = push_blob(payload);
       if (!payload_digest) return out;
@@ -811,8 +817,13 @@ SignResult sign_image(const ImageRef &ref, const PrivateKey &key, bool bundle, R
     if (existing.status == RegistryResult::Status::ok) {
       std::string error;
       auto doc = parse(existing.body, 4u << 20, error);
-      if (doc)
-        if (const json *m = field(*doc, "manifests"); m && m->is_array()) index["manifests"] = *m;
+      const json *m = doc ? field(*doc, "manifests") : nullptr;
+      if (!m || !m->is_array()) {
+        out.error = "the existing referrers index " + tag + " cannot be read" +
+                    (error.empty() ? "" : ": " + error) + "; not overwriting it";
+        return out;
+      }
+      index["manifests"] = *m;
     }
     json entry = descriptor(kOciManifest, manifest_digest, manifest_text.size());
     entry["artifactType"] = kSigstoreBundleV03;

@@ -26,6 +26,7 @@
 #include <poll.h>
 #include <spawn.h>
 #include <string>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <thread>
@@ -1169,3 +1170,218 @@ TEST_SUITE("registry") {
   }
 
 } // TEST_SUITE
+
+// ---- hostile servers (security review) ---------------------------------------------------------
+namespace {
+// Accepts connections on 127.0.0.1; sends `head`, then `filler` repeatedly up to `cap` bytes in
+// total (as fast as the socket takes it), then stalls until stopped.
+class RawServer {
+public:
+  RawServer(std::string head, std::string filler, std::size_t cap)
+      : head_(std::move(head)), filler_(std::move(filler)), cap_(cap) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr *>(&a), sizeof a) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr *>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    REQUIRE(::listen(fd_, 8) == 0);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~RawServer() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  std::string registry() const { return "127.0.0.1:" + std::to_string(port_); }
+
+private:
+  void run() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 20) <= 0) continue;
+      int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) continue;
+      char buf[4096];
+      ::recv(c, buf, sizeof buf, 0); // the request (small)
+      std::size_t sent = 0;
+      bool ok = ::send(c, head_.data(), head_.size(), MSG_NOSIGNAL) == (ssize_t)head_.size();
+      while (ok && !stop_ && !filler_.empty() && sent < cap_) {
+        auto n = ::send(c, filler_.data(), filler_.size(), MSG_NOSIGNAL);
+        if (n <= 0) break;
+        sent += (std::size_t)n;
+      }
+      while (!stop_) {
+        char b;
+        if (::recv(c, &b, 1, MSG_DONTWAIT) == 0) break;
+        std::this_thread::sleep_for(5ms);
+      }
+      ::close(c);
+    }
+  }
+  std::string head_, filler_;
+  std::size_t cap_;
+  int fd_ = -1, port_ = 0;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+};
+long max_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024;
+}
+} // namespace
+
+TEST_SUITE("registry") {
+  TEST_CASE("registry: header flood stays within a memory bound") {
+    // 200 OK, then endless header lines: cpp-httplib caps one line (8 KiB) but not their number.
+    RawServer flood("HTTP/1.1 200 OK\r\n", "X-Pad: " + std::string(90, 'a') + "\r\n", 300u << 20);
+    auto before = max_rss_mb();
+    auto r = client();
+    auto got = r->get_manifest(flood.registry(), "lib/app", "v1", in(3000ms));
+    CHECK(got.status == Status::error);
+    auto grew = max_rss_mb() - before;
+    MESSAGE("peak RSS grew by " << grew << " MiB; error: " << got.error);
+    CHECK(grew < 64);
+  }
+
+  TEST_CASE("registry: a huge chunk-size line stays within a memory bound") {
+    RawServer flood("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                    "Transfer-Encoding: chunked\r\n\r\n",
+                    std::string(65536, '0'), 300u << 20);
+    auto before = max_rss_mb();
+    auto r = client();
+    auto got = r->get_blob(flood.registry(), "lib/app", digest_of("x"), 1000, in(3000ms));
+    CHECK(got.status == Status::error);
+    auto grew = max_rss_mb() - before;
+    MESSAGE("peak RSS grew by " << grew << " MiB; error: " << got.error);
+    CHECK(grew < 64);
+  }
+
+  TEST_CASE("registry: a body cut short by the deadline is never ok") {
+    // Full headers, no Content-Length, half a manifest, then silence until the deadline: the end
+    // of the body is unknown, so this is never an answer.
+    RawServer stall(std::string("HTTP/1.1 200 OK\r\nContent-Type: ") + kOciManifest +
+                        "\r\nConnection: close\r\n\r\n" + kManifest.substr(0, 40),
+                    "", 0);
+    auto r = client();
+    auto got = r->get_manifest(stall.registry(), "lib/app", "v1", in(300ms));
+    MESSAGE("status " << (int)got.status << " body '" << got.body << "' error " << got.error);
+    CHECK(got.status != Status::ok);
+  }
+
+  TEST_CASE("registry: configured credentials never go to a realm named by a redirect target") {
+    MockServer reg, evil;
+    std::string evil_saw_auth;
+    reg.srv().Get("/v2/lib/app/blobs/(.+)",
+                  [&](const httplib::Request &req, httplib::Response &res) {
+                    res.set_redirect(evil.url("/cdn/" + std::string(req.matches[1])), 307);
+                  });
+    evil.srv().Get("/cdn/(.+)", [&](const httplib::Request &, httplib::Response &res) {
+      res.status = 401;
+      res.set_header("WWW-Authenticate", "Bearer realm=\"" + evil.url("/token") + "\"");
+    });
+    evil.srv().Get("/token", [&](const httplib::Request &req, httplib::Response &res) {
+      evil_saw_auth = req.get_header_value("Authorization");
+      res.set_content(R"({"token":"evil-token"})", "application/json");
+    });
+    RegistryOptions o;
+    o.hosts[reg.registry()] = RegistryHostConfig{false, "alice", "s3cret"};
+    auto r = client(o);
+    auto got = r->get_blob(reg.registry(), "lib/app", digest_of("x"), 1000, in(2s));
+    CHECK(got.status == Status::error);
+    MESSAGE("realm of the redirect target received Authorization: '" << evil_saw_auth << "'");
+    CHECK(evil_saw_auth.empty());
+  }
+
+  TEST_CASE("registry: put_blob of an existing blob larger than 64 KiB") {
+    MockServer s;
+    const std::string blob(100000, 'q');
+    s.srv().Get("/v2/lib/app/blobs/(.+)", [&](const httplib::Request &, httplib::Response &res) {
+      res.set_content(blob, "application/octet-stream"); // HEAD answers with Content-Length only
+    });
+    auto r = client();
+    auto got = r->put_blob(s.registry(), "lib/app", blob, in(2s));
+    MESSAGE("error: " << got.error);
+    CHECK(got.status == Status::ok);
+  }
+
+  TEST_CASE("registry: gzip is not inflated (control)") {
+    MockServer s;
+    const std::string gz(
+        "\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20);
+    s.srv().Get("/v2/lib/app/blobs/(.+)", [&](const httplib::Request &, httplib::Response &res) {
+      res.set_content(gz, "application/octet-stream");
+      res.set_header("Content-Encoding", "gzip");
+    });
+    auto r = client();
+    auto got = r->get_blob(s.registry(), "lib/app", digest_of(gz), 1000, in(2s));
+    CHECK_MESSAGE(got.status == Status::ok, got.error);
+    CHECK(got.body == gz);
+  }
+}
+
+TEST_SUITE("registry") {
+  TEST_CASE("registry: a long token realm path does not crash a 2 MiB-stack thread") {
+    MockServer s;
+    const std::string realm = s.url("/t/" + std::string(7900, 'a') + "?x=1");
+    s.srv().Get("/v2/lib/app/manifests/v1", [&](const httplib::Request &, httplib::Response &res) {
+      res.status = 401;
+      res.set_header("WWW-Authenticate", "Bearer realm=\"" + realm + "\"");
+    });
+    const std::string reg = s.registry();
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      pthread_attr_t a;
+      pthread_attr_init(&a);
+      pthread_attr_setstacksize(&a, 2u << 20); // the default under `ulimit -s unlimited`
+      pthread_t t;
+      static std::string sreg;
+      sreg = reg;
+      pthread_create(
+          &t, &a,
+          [](void *) -> void * {
+            auto r = make_http_registry({});
+            auto got = r->get_manifest(sreg, "lib/app", "v1", Clock::now() + 2s);
+            fprintf(stderr, "child: status %d error %s requests %lu\n", (int)got.status,
+                    got.error.c_str(), r->requests());
+            return nullptr;
+          },
+          nullptr);
+      pthread_join(t, nullptr);
+      ::_exit(0);
+    }
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    MESSAGE("child: exited=" << WIFEXITED(st) << " signaled=" << WIFSIGNALED(st)
+                             << " sig=" << (WIFSIGNALED(st) ? WTERMSIG(st) : 0));
+    CHECK(WIFEXITED(st));
+  }
+}
+
+TEST_SUITE("registry") {
+  TEST_CASE("registry: a long status line does not crash the process") {
+    std::size_t len = 200000;
+    RawServer hostile("HTTP/1.1 200 " + std::string(len, 'a') + "\r\n\r\n", "", 0);
+    const std::string reg = hostile.registry();
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      std::thread t([&] { // a default (8 MiB) thread stack, like the plugin's lookup threads
+        auto r = make_http_registry({});
+        auto got = r->get_manifest(reg, "lib/app", "v1", Clock::now() + 3s);
+        fprintf(stderr, "child: status %d error %s\n", (int)got.status, got.error.c_str());
+      });
+      t.join();
+      ::_exit(0);
+    }
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    MESSAGE("child: exited=" << WIFEXITED(st) << " signaled=" << WIFSIGNALED(st)
+                             << " sig=" << (WIFSIGNALED(st) ? WTERMSIG(st) : 0));
+    CHECK(WIFEXITED(st));
+  }
+}
