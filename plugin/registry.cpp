@@ -598,48 +598,39 @@ class HttpRegistry final : public Registry {
 public:
   explicit HttpRegistry(RegistryOptions options) : opts_(std::move(options)) {}
 
-  RegistryResult get_manifest(const std::string &registry, const std::string &repo,
-                              const std::string &reference, RegistryDeadline deadline) override {
+  // Nothing escapes the public functions: an exception is an error answer.
+  template <class F> static RegistryResult guarded(F &&f) {
     try {
-      return get_manifest_impl(registry, repo, reference, deadline);
+      return f();
     } catch (...) {
       return failure("internal error in the registry client");
     }
+  }
+
+  RegistryResult get_manifest(const std::string &registry, const std::string &repo,
+                              const std::string &reference, RegistryDeadline deadline) override {
+    return guarded([&] { return get_manifest_impl(registry, repo, reference, deadline); });
   }
   RegistryResult get_blob(const std::string &registry, const std::string &repo,
                           const std::string &digest, std::size_t max_bytes,
                           RegistryDeadline deadline) override {
-    try {
-      return get_blob_impl(registry, repo, digest, max_bytes, deadline);
-    } catch (...) {
-      return failure("internal error in the registry client");
-    }
+    return guarded([&] { return get_blob_impl(registry, repo, digest, max_bytes, deadline); });
   }
   RegistryResult get_referrers(const std::string &registry, const std::string &repo,
                                const std::string &digest, const std::string &artifact_type,
                                RegistryDeadline deadline) override {
-    try {
-      return get_referrers_impl(registry, repo, digest, artifact_type, deadline);
-    } catch (...) {
-      return failure("internal error in the registry client");
-    }
+    return guarded(
+        [&] { return get_referrers_impl(registry, repo, digest, artifact_type, deadline); });
   }
   RegistryResult put_blob(const std::string &registry, const std::string &repo,
                           const std::string &bytes, RegistryDeadline deadline) override {
-    try {
-      return put_blob_impl(registry, repo, bytes, deadline);
-    } catch (...) {
-      return failure("internal error in the registry client");
-    }
+    return guarded([&] { return put_blob_impl(registry, repo, bytes, deadline); });
   }
   RegistryResult put_manifest(const std::string &registry, const std::string &repo,
                               const std::string &reference, const std::string &media_type,
                               const std::string &bytes, RegistryDeadline deadline) override {
-    try {
-      return put_manifest_impl(registry, repo, reference, media_type, bytes, deadline);
-    } catch (...) {
-      return failure("internal error in the registry client");
-    }
+    return guarded(
+        [&] { return put_manifest_impl(registry, repo, reference, media_type, bytes, deadline); });
   }
   unsigned long requests() const override { return requests_.load(); }
 
