@@ -232,29 +232,6 @@ int cmd_whoami(const std::vector<std::string> &args) {
   return 0;
 }
 
-// Registry client options from a configuration's `registries` section.
-std::optional<RegistryOptions> registry_options(const Config *config) {
-  RegistryOptions ro;
-  if (!config) return ro;
-  ro.ca_file = config->registries.ca_file;
-  for (const auto &[name, h] : config->registries.hosts) {
-    RegistryHostConfig hc;
-    hc.insecure_http = h.insecure_http;
-    hc.username = h.username;
-    if (!h.password_file.empty()) {
-      std::ifstream in(h.password_file, std::ios::binary);
-      std::getline(in, hc.password);
-      if (!in && !in.eof()) {
-        std::fprintf(stderr, "portcullis image: cannot read %s\n", h.password_file.c_str());
-        return std::nullopt;
-      }
-      if (!hc.password.empty() && hc.password.back() == '\r') hc.password.pop_back();
-    }
-    ro.hosts[name] = std::move(hc);
-  }
-  return ro;
-}
-
 int cmd_image(const std::vector<std::string> &args) {
   const char *usage = "usage: portcullis image verify --config FILE REF\n"
                       "       portcullis image sign --key KEY [--config FILE] "
@@ -301,8 +278,15 @@ int cmd_image(const std::vector<std::string> &args) {
     }
     config = std::move(cr.config);
   }
-  auto ro = registry_options(config ? &*config : nullptr);
-  if (!ro) return 78;
+  std::optional<RegistryOptions> ro = RegistryOptions{};
+  if (config) {
+    std::string why;
+    ro = registry_options(*config, why);
+    if (!ro) {
+      std::fprintf(stderr, "portcullis image: %s\n", why.c_str());
+      return 78;
+    }
+  }
   auto registry = make_http_registry(std::move(*ro));
   const long long timeout_ms = config ? config->registries.timeout_ms * 4 : 20'000;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);

@@ -201,6 +201,23 @@ std::string new_decision_id() {
   return buf;
 }
 
+std::optional<RegistryOptions> registry_options(const Config &config, std::string &error) {
+  RegistryOptions ro;
+  ro.ca_file = config.registries.ca_file;
+  for (const auto &[name, h] : config.registries.hosts) {
+    RegistryHostConfig hc;
+    hc.insecure_http = h.insecure_http;
+    hc.username = h.username;
+    if (!h.password_file.empty()) {
+      auto pw = read_secret_file(h.password_file, error);
+      if (!pw) return std::nullopt;
+      hc.password = std::move(*pw);
+    }
+    ro.hosts[name] = std::move(hc);
+  }
+  return ro;
+}
+
 std::string deny_message(std::string_view reason, std::string_view rule, std::string_view id) {
   return "portcullis: " + sanitize(reason) + " [rule=" + sanitize(rule, 128) +
          " decision=" + std::string(id) + "]";
@@ -262,20 +279,9 @@ std::unique_ptr<AuthzService> AuthzService::create(const Config &config, std::st
                                              1u << 20, random_hex(32)}); // 256 bits
   }
   {
-    RegistryOptions ro;
-    ro.ca_file = config.registries.ca_file;
-    for (const auto &[name, h] : config.registries.hosts) {
-      RegistryHostConfig hc;
-      hc.insecure_http = h.insecure_http;
-      hc.username = h.username;
-      if (!h.password_file.empty()) {
-        auto pw = read_secret_file(h.password_file, error);
-        if (!pw) return nullptr;
-        hc.password = std::move(*pw);
-      }
-      ro.hosts[name] = std::move(hc);
-    }
-    svc->registry_ = make_http_registry(std::move(ro));
+    auto ro = registry_options(config, error);
+    if (!ro) return nullptr;
+    svc->registry_ = make_http_registry(std::move(*ro));
     VerdictCacheOptions co;
     co.verified_ttl = std::chrono::seconds(config.registries.verified_ttl_s);
     co.unsigned_ttl = std::chrono::seconds(config.registries.unsigned_ttl_s);

@@ -80,6 +80,10 @@ private:
   std::unique_ptr<VerdictCache> verdicts_;
 };
 
+// Registry client options from the configuration's `registries` section, password files read
+// (each must be mode 0600 or stricter). nullopt + error when one cannot be used.
+std::optional<RegistryOptions> registry_options(const Config &config, std::string &error);
+
 // "portcullis: <reason> [rule=<rule> decision=<id>]" — what the docker user sees on a deny.
 std::string deny_message(std::string_view reason, std::string_view rule, std::string_view id);
 

@@ -4,6 +4,7 @@
 #include "plugin/crypto.hpp"
 #include "plugin/gojson.hpp"
 #include "plugin/imageref.hpp"
+#include "plugin/service.hpp"
 #include "plugin/signatures.hpp"
 #include "plugin/trust.hpp"
 #include "policy/policy.hpp"
@@ -14,6 +15,8 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <string>
+#include <sys/stat.h>
+#include <unistd.h>
 
 using namespace portcullis;
 using json = nlohmann::json;
@@ -774,4 +777,30 @@ TEST_CASE("signatures: the containerd-store id is a candidate only when inspect 
   m["/images/" + percent_encode_segment(reg + "/apps/web:x") + "/json"] = {
       {"Id", d}, {"Descriptor", {{"digest", d}}}, {"RepoDigests", json::array()}};
   CHECK(judge_signature(create_request(reg + "/apps/web:x"), w.gate(fake_daemon(m))).ok);
+}
+
+TEST_CASE("signatures: registry password files must not be readable by others") {
+  char dir[] = "/tmp/pc-pw.XXXXXX";
+  REQUIRE(mkdtemp(dir));
+  const std::string file = std::string(dir) + "/pw";
+  {
+    FILE *f = std::fopen(file.c_str(), "w");
+    REQUIRE(f);
+    std::fputs("s3cret\n", f);
+    std::fclose(f);
+  }
+  Config c;
+  c.registries.hosts.push_back({"reg.test:5000", {false, "reader", file}});
+  std::string error;
+  REQUIRE(::chmod(file.c_str(), 0644) == 0);
+  CHECK_FALSE(registry_options(c, error));
+  CHECK(error.find("readable by group or others") != std::string::npos);
+  CHECK(error.find("s3cret") == std::string::npos);
+  REQUIRE(::chmod(file.c_str(), 0600) == 0);
+  auto ro = registry_options(c, error);
+  REQUIRE(ro);
+  CHECK(ro->hosts.at("reg.test:5000").password == "s3cret");
+  CHECK(ro->hosts.at("reg.test:5000").username == "reader");
+  std::remove(file.c_str());
+  ::rmdir(dir);
 }
